@@ -1,0 +1,156 @@
+"""Dataset metadata: class names, palettes, normalisation and ignore index.
+
+One table per dataset (`DatasetInfo`); nothing here imports torch. Label conversion from the
+raw annotation formats lives in `training.data`; this module only describes the train ids.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from dataclasses import dataclass
+
+IGNORE_INDEX = 255
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+Color = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model needs to know about the labels it was trained on."""
+
+    name: str
+    title: str
+    classes: tuple[str, ...]
+    palette: tuple[Color, ...]
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    ignore_index: int = IGNORE_INDEX
+    url: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def distinct_palette(n: int) -> tuple[Color, ...]:
+    """`n` fixed, well-separated colours (golden-ratio hue walk, three brightness bands)."""
+    colors = []
+    for i in range(n):
+        hue = (i * 0.618033988749895) % 1.0
+        saturation = (0.95, 0.65, 0.8)[i % 3]
+        value = (0.95, 0.75, 0.55)[(i // 3) % 3]
+        r, g, b = colorsys.hsv_to_rgb(hue, saturation, value)
+        colors.append((round(r * 255), round(g * 255), round(b * 255)))
+    return tuple(colors)
+
+
+# Cityscapes: the 19 evaluation classes ("train ids") with their official colours.
+_CITYSCAPES = (
+    ("road", (128, 64, 128)),
+    ("sidewalk", (244, 35, 232)),
+    ("building", (70, 70, 70)),
+    ("wall", (102, 102, 156)),
+    ("fence", (190, 153, 153)),
+    ("pole", (153, 153, 153)),
+    ("traffic light", (250, 170, 30)),
+    ("traffic sign", (220, 220, 0)),
+    ("vegetation", (107, 142, 35)),
+    ("terrain", (152, 251, 152)),
+    ("sky", (70, 130, 180)),
+    ("person", (220, 20, 60)),
+    ("rider", (255, 0, 0)),
+    ("car", (0, 0, 142)),
+    ("truck", (0, 0, 70)),
+    ("bus", (0, 60, 100)),
+    ("train", (0, 80, 100)),
+    ("motorcycle", (0, 0, 230)),
+    ("bicycle", (119, 11, 32)),
+)
+
+# COCO-Stuff-164k: 80 things + 91 stuff classes, in the order of the stuffthingmaps ids after
+# dropping the 11 unused thing ids (train ids 0..170).
+COCOSTUFF_CLASSES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat",
+    "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack",
+    "umbrella", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball",
+    "kite", "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket",
+    "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair",
+    "couch", "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse",
+    "remote", "keyboard", "cell phone", "microwave", "oven", "toaster", "sink",
+    "refrigerator", "book", "clock", "vase", "scissors", "teddy bear", "hair drier",
+    "toothbrush", "banner", "blanket", "branch", "bridge", "building-other", "bush",
+    "cabinet", "cage", "cardboard", "carpet", "ceiling-other", "ceiling-tile", "cloth",
+    "clothes", "clouds", "counter", "cupboard", "curtain", "desk-stuff", "dirt",
+    "door-stuff", "fence", "floor-marble", "floor-other", "floor-stone", "floor-tile",
+    "floor-wood", "flower", "fog", "food-other", "fruit", "furniture-other", "grass",
+    "gravel", "ground-other", "hill", "house", "leaves", "light", "mat", "metal",
+    "mirror-stuff", "moss", "mountain", "mud", "napkin", "net", "paper", "pavement",
+    "pillow", "plant-other", "plastic", "platform", "playingfield", "railing", "railroad",
+    "river", "road", "rock", "roof", "rug", "salad", "sand", "sea", "shelf", "sky-other",
+    "skyscraper", "snow", "solid-other", "stairs", "stone", "straw", "structural-other",
+    "table", "tent", "textile-other", "towel", "tree", "vegetable", "wall-brick",
+    "wall-concrete", "wall-other", "wall-panel", "wall-stone", "wall-tile", "wall-wood",
+    "water-other", "waterdrops", "window-blind", "window-other", "wood",
+)  # fmt: skip
+
+# ADE20K (SceneParsing, ADEChallengeData2016): the 150 classes of objectInfo150, in order
+# (train id = annotation value - 1; annotation 0 "other" is ignored).
+ADE20K_CLASSES = (
+    "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane",
+    "grass", "cabinet", "sidewalk", "person", "earth", "door", "table", "mountain", "plant",
+    "curtain", "chair", "car", "water", "painting", "sofa", "shelf", "house", "sea",
+    "mirror", "rug", "field", "armchair", "seat", "fence", "desk", "rock", "wardrobe",
+    "lamp", "bathtub", "railing", "cushion", "base", "box", "column", "signboard",
+    "chest of drawers", "counter", "sand", "sink", "skyscraper", "fireplace",
+    "refrigerator", "grandstand", "path", "stairs", "runway", "case", "pool table",
+    "pillow", "screen door", "stairway", "river", "bridge", "bookcase", "blind",
+    "coffee table", "toilet", "flower", "book", "hill", "bench", "countertop", "stove",
+    "palm", "kitchen island", "computer", "swivel chair", "boat", "bar", "arcade machine",
+    "hovel", "bus", "towel", "light", "truck", "tower", "chandelier", "awning",
+    "streetlight", "booth", "television receiver", "airplane", "dirt track", "apparel",
+    "pole", "land", "bannister", "escalator", "ottoman", "bottle", "buffet", "poster",
+    "stage", "van", "ship", "fountain", "conveyer belt", "canopy", "washer", "plaything",
+    "swimming pool", "stool", "barrel", "basket", "waterfall", "tent", "bag", "minibike",
+    "cradle", "oven", "ball", "food", "step", "tank", "trade name", "microwave", "pot",
+    "animal", "bicycle", "lake", "dishwasher", "screen", "blanket", "sculpture", "hood",
+    "sconce", "vase", "traffic light", "tray", "ashcan", "fan", "pier", "crt screen",
+    "plate", "monitor", "bulletin board", "shower", "radiator", "glass", "clock", "flag",
+)  # fmt: skip
+
+_CITYSCAPES_CLASSES = tuple(name for name, _ in _CITYSCAPES)
+_CITYSCAPES_PALETTE = tuple(color for _, color in _CITYSCAPES)
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo(
+            "cityscapes", "Cityscapes", _CITYSCAPES_CLASSES, _CITYSCAPES_PALETTE,
+            url="https://www.cityscapes-dataset.com/",
+        ),
+        DatasetInfo(
+            "cocostuff", "COCO-Stuff-164k", COCOSTUFF_CLASSES,
+            distinct_palette(len(COCOSTUFF_CLASSES)),
+            url="https://github.com/nightrome/cocostuff",
+        ),
+        DatasetInfo(
+            "ade20k", "ADE20K", ADE20K_CLASSES, distinct_palette(len(ADE20K_CLASSES)),
+            url="https://groups.csail.mit.edu/vision/datasets/ADE20K/",
+        ),
+        # Procedurally generated street scenes in the Cityscapes layout and label space.
+        DatasetInfo("synthcity", "SynthCity", _CITYSCAPES_CLASSES, _CITYSCAPES_PALETTE),
+    )
+}  # fmt: skip
+
+
+def get_dataset_info(name: str) -> DatasetInfo:
+    """The metadata of dataset `name`; an unknown name lists the valid ones."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown dataset {name!r}; valid datasets: {', '.join(sorted(DATASETS))}"
+        ) from None

@@ -1,0 +1,96 @@
+"""The model registry: 18 ids `{arch}_{dataset}_{loss}` and their specs.
+
+The Hub namespace is set here, once; `CPG_ZOO_HUB_NAMESPACE` overrides it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+
+from zoo.datasets import DatasetInfo, get_dataset_info
+
+DEFAULT_HUB_NAMESPACE = "cpg-zoo"
+HUB_NAMESPACE_ENV = "CPG_ZOO_HUB_NAMESPACE"
+
+ARCHS: dict[str, str] = {
+    "deeplabv3_r50": "DeepLabv3-ResNet50 (output stride 8)",
+    "hrnetv2_w48_ocr": "HRNetV2-W48 + OCR",
+    "lraspp_mbv3": "LRASPP-MobileNetV3-Large",
+}
+LOSSES: dict[str, str] = {
+    "ce": "cross-entropy baseline",
+    "cpg": "cross-entropy + CPG boundary loss",
+}
+# Training crop (height, width) per dataset; also the default inference window.
+INPUT_SIZES: dict[str, tuple[int, int]] = {
+    "cityscapes": (512, 1024),
+    "cocostuff": (512, 512),
+    "ade20k": (512, 512),
+}
+
+
+def hub_namespace() -> str:
+    """The Hub organisation the registry ids resolve to."""
+    return os.environ.get(HUB_NAMESPACE_ENV, DEFAULT_HUB_NAMESPACE)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registry entry."""
+
+    arch: str
+    dataset: str
+    loss: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.arch}_{self.dataset}_{self.loss}"
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return INPUT_SIZES[self.dataset]
+
+    @property
+    def dataset_info(self) -> DatasetInfo:
+        return get_dataset_info(self.dataset)
+
+    @property
+    def num_classes(self) -> int:
+        return self.dataset_info.num_classes
+
+    @property
+    def hub_repo(self) -> str:
+        return f"{hub_namespace()}/{self.id}"
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.id: spec
+    for spec in (
+        ModelSpec(arch, dataset, loss)
+        for arch in ARCHS
+        for dataset in INPUT_SIZES
+        for loss in LOSSES
+    )
+}
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Sorted registry ids, optionally filtered by a shell-style pattern (`"*cityscapes*"`)."""
+    ids = sorted(MODELS)
+    if pattern is None:
+        return ids
+    if not any(ch in pattern for ch in "*?["):
+        pattern = f"*{pattern}*"
+    return [model_id for model_id in ids if fnmatch.fnmatchcase(model_id, pattern)]
+
+
+def get_spec(model_id: str) -> ModelSpec:
+    """The spec of `model_id`; an unknown id lists the valid ones."""
+    try:
+        return MODELS[model_id]
+    except KeyError:
+        raise ValueError(
+            f"unknown model id {model_id!r}; valid ids: {', '.join(sorted(MODELS))}"
+        ) from None
