@@ -1,0 +1,106 @@
+"""Build small model directories for tests and benchmarks (random, BN-calibrated weights).
+
+Random-init networks give near-constant logits; running a few train-mode forward passes on
+smooth random images recalibrates the BatchNorm statistics so masks vary across an image and
+the backends can be compared meaningfully.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from zoo.config import ONNX_NAME, WEIGHTS_NAME, ModelConfig
+
+
+def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A random-ish smooth RGB uint8 image (bilinearly upsampled coarse noise)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, size=(max(2, height // 32), max(2, width // 32), 3))
+    image = Image.fromarray(coarse.astype(np.uint8)).resize((width, height), Image.BICUBIC)
+    return np.asarray(image)
+
+
+def calibrated_model(arch: str, num_classes: int, seed: int = 0, size: int = 128):
+    """`zoo.models.build_model(arch, num_classes)` with BN statistics from smooth images."""
+    import torch
+
+    from zoo.models import build_model
+    from zoo.preprocess import normalize
+
+    torch.manual_seed(seed)
+    model = build_model(arch, num_classes)
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average over the calibration passes
+    model.train()
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    with torch.no_grad():
+        for step in range(4):
+            images = [smooth_image(size, size, seed=1000 * seed + 4 * step + i) for i in range(4)]
+            model(torch.from_numpy(normalize(images, mean, std)))
+    return model.eval()
+
+
+def make_model_dir(
+    directory: str | Path,
+    num_classes: int = 4,
+    arch: str = "lraspp_mbv3",
+    dataset: str = "cityscapes",
+    input_size: tuple[int, int] = (64, 96),
+    onnx: bool = True,
+    weights: bool = True,
+    seed: int = 0,
+) -> Path:
+    """Write config.json, model.safetensors and model.onnx (legacy exporter, dynamic
+    batch/height/width) for a BN-calibrated random model; return the directory."""
+    import torch
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    palette = [
+        [(37 * i) % 256, (91 * i + 50) % 256, (173 * i + 100) % 256] for i in range(num_classes)
+    ]
+    config = ModelConfig.for_dataset(
+        arch,
+        dataset,
+        num_classes=num_classes,
+        classes=[f"class{i}" for i in range(num_classes)],
+        palette=palette,
+        input_size=list(input_size),
+        model_id=f"test_{arch}_{num_classes}",
+    )
+    config.save(directory)
+    model = calibrated_model(arch, num_classes, seed=seed)
+    if weights:
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_NAME))
+    if onnx:
+
+        class Logits(torch.nn.Module):
+            def __init__(self, inner: torch.nn.Module) -> None:
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return self.inner(x)["out"]
+
+        dummy = torch.zeros(1, 3, *input_size)
+        torch.onnx.export(
+            Logits(model),
+            (dummy,),
+            str(directory / ONNX_NAME),
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={
+                "input": {0: "batch", 2: "height", 3: "width"},
+                "logits": {0: "batch", 2: "height", 3: "width"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
+    return directory

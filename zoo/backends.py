@@ -1,0 +1,206 @@
+"""Inference backends behind one small interface: ONNX Runtime and torch.
+
+A backend maps a normalised float32 NCHW batch to float32 NCHW logits at the same height and
+width; preprocessing and postprocessing live in `zoo.preprocess` and `zoo.segmenter`, so both
+backends see identical tensors. Importing this module imports neither onnxruntime nor torch.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from zoo.errors import ModelFileError
+
+if TYPE_CHECKING:
+    from zoo.config import ModelConfig
+
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+TENSORRT_PROVIDER = "TensorrtExecutionProvider"
+GPU_PROVIDERS = (TENSORRT_PROVIDER, CUDA_PROVIDER)
+DEVICES = ("auto", "cpu", "cuda")
+TRT_CACHE_ENV = "CPG_ZOO_TRT_CACHE"
+
+
+class Backend(Protocol):
+    """What `Segmenter` needs from a backend."""
+
+    name: str  # "onnx" or "torch"
+    device: str  # "cpu" or "cuda" (what is actually used)
+    providers: list[str]  # ONNX Runtime providers in use, or ["torch:<device>"]
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """float32 (N, 3, H, W) normalised input -> float32 (N, C, H, W) logits."""
+        ...
+
+
+def check_device(device: str) -> str:
+    """Validate a device string: "auto", "cpu", "cuda" or "cuda:N"."""
+    if device in DEVICES or (device.startswith("cuda:") and device[5:].isdigit()):
+        return device
+    raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+def _trt_cache_dir() -> str:
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cpg-zoo" / "trt"
+    return str(os.environ.get(TRT_CACHE_ENV, default))
+
+
+def onnx_providers(device: str) -> list[str | tuple[str, dict[str, Any]]]:
+    """Providers to ask ONNX Runtime for: TensorRT -> CUDA -> CPU where compiled in.
+
+    `device="cpu"` gives CPU only. Whether a GPU provider really works is only known once a
+    session exists (`session.get_providers()`); ONNX Runtime falls back to the next one.
+    """
+    import onnxruntime as ort
+
+    if device == "cpu":
+        return [CPU_PROVIDER]
+    device_id = int(device.split(":")[1]) if ":" in device else 0
+    available = ort.get_available_providers()
+    providers: list[str | tuple[str, dict[str, Any]]] = []
+    if TENSORRT_PROVIDER in available:
+        options = {
+            "device_id": device_id,
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": _trt_cache_dir(),
+        }
+        providers.append((TENSORRT_PROVIDER, options))
+    if CUDA_PROVIDER in available:
+        providers.append((CUDA_PROVIDER, {"device_id": device_id}))
+    providers.append(CPU_PROVIDER)
+    return providers
+
+
+class OnnxBackend:
+    """ONNX Runtime session over one `.onnx` file. `run` is safe to call from many threads
+    (ONNX Runtime sessions are)."""
+
+    name = "onnx"
+
+    def __init__(
+        self,
+        path: str | Path,
+        device: str = "auto",
+        providers: list[Any] | None = None,
+        num_threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        device = check_device(device)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if num_threads:
+            options.intra_op_num_threads = num_threads
+        requested = providers if providers is not None else onnx_providers(device)
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=requested)
+        except Exception as error:  # ORT raises its own pybind exception types
+            raise ModelFileError(
+                f"{self.path} is not a usable ONNX model ({type(error).__name__}: "
+                f"{str(error).strip()[:500]}). The file may be damaged or truncated: re-export it, "
+                "or delete it from the Hugging Face cache and download it again."
+            ) from None
+        self.providers: list[str] = list(self.session.get_providers())
+        self.device = "cuda" if any(p in GPU_PROVIDERS for p in self.providers) else "cpu"
+        if device.startswith("cuda") and self.device != "cuda":
+            raise RuntimeError(
+                f"device={device!r} requested but ONNX Runtime could not use a GPU provider "
+                f"(compiled in: {ort.get_available_providers()}, in use: {self.providers}); "
+                "install onnxruntime-gpu with matching CUDA libraries, or use device='cpu'"
+            )
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise ModelFileError(
+                f"{self.path}: expected one NCHW image input, got "
+                f"{[(i.name, i.shape) for i in inputs]}"
+            )
+        self.input_name = inputs[0].name
+        self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
+        names = [o.name for o in outputs]
+        self.output_name = "logits" if "logits" in names else names[0]
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        feed = {self.input_name: batch.astype(self.input_dtype, copy=False)}
+        (logits,) = self.session.run([self.output_name], feed)
+        return np.asarray(logits, dtype=np.float32)
+
+
+class TorchBackend:
+    """A `zoo.models` network with safetensors weights (imports torch on construction)."""
+
+    name = "torch"
+
+    def __init__(
+        self,
+        weights: str | Path,
+        config: ModelConfig,
+        device: str = "auto",
+        precision: str = "fp32",
+    ) -> None:
+        try:
+            import torch
+            from safetensors.torch import load_file
+
+            from zoo.models import build_model
+        except ImportError as error:
+            raise ImportError(
+                f"backend='torch' needs torch ({error}); `pip install cpg-zoo[torch]`, or use "
+                "backend='onnx'"
+            ) from None
+
+        self.path = Path(weights)
+        device = check_device(device)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        elif device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"device={device!r} requested but torch sees no CUDA device")
+        if precision == "int8":
+            raise ValueError("precision='int8' is only available with backend='onnx'")
+        if precision == "fp16" and not device.startswith("cuda"):
+            raise ValueError("precision='fp16' with backend='torch' needs a CUDA device")
+        self.torch = torch
+        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.device = "cuda" if device.startswith("cuda") else "cpu"
+        self._torch_device = torch.device(device)
+        self.providers = [f"torch:{device}"]
+
+        try:
+            state = load_file(str(self.path))
+        except Exception as error:
+            raise ModelFileError(
+                f"{self.path} is not a readable safetensors file ({error}); re-export or "
+                "download it again"
+            ) from None
+        model = build_model(config.arch, config.num_classes, aux_loss=False)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise ModelFileError(
+                f"{self.path} does not match {config.arch} with {config.num_classes} classes: "
+                f"{str(error)[:500]}"
+            ) from None
+        self.model = model.eval().to(self._torch_device, self.dtype)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        with torch.inference_mode():
+            inputs = torch.from_numpy(batch).to(self._torch_device, self.dtype)
+            logits = self.model(inputs)["out"]
+            return logits.float().cpu().numpy()
+
+
+def warn_fp16_on_cpu(backend: Backend) -> None:
+    """fp16 ONNX models on the CPU provider are slower than fp32 (Cast nodes everywhere)."""
+    if backend.device == "cpu":
+        warnings.warn(
+            "precision='fp16' is running on the CPU, where it is slower than fp32; "
+            "fp16 is meant for GPUs",
+            stacklevel=3,
+        )

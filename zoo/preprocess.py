@@ -1,0 +1,214 @@
+"""Image reading, normalisation, resizing and tiling, shared by every backend (numpy + PIL).
+
+Everything a backend sees goes through here, so the ONNX Runtime and torch backends get the
+same tensors: RGB uint8 HxWx3 -> float32 NCHW normalised with the model's mean/std. Logits come
+back as float32 CxHxW and are resized here too (bilinear, half-pixel centres, as
+`torch.nn.functional.interpolate(..., align_corners=False)`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ImageInput: TypeAlias = "str | os.PathLike[str] | Image.Image | np.ndarray"
+
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
+)
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+
+
+def describe(image: Any) -> str:
+    """A short name for an input in error messages."""
+    if isinstance(image, str | os.PathLike):
+        return str(image)
+    if isinstance(image, np.ndarray):
+        return f"array of shape {image.shape} and dtype {image.dtype}"
+    if isinstance(image, Image.Image):
+        return f"PIL image ({image.mode}, {image.width}x{image.height})"
+    return type(image).__name__
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as RGB uint8 HxWx3 (EXIF orientation applied).
+
+    Raises FileNotFoundError for a missing file and ValueError for one that is not a readable
+    image, both naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return pil_to_rgb(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"cannot read image {path}: {error}") from None
+
+
+def pil_to_rgb(image: Image.Image) -> np.ndarray:
+    """A PIL image of any mode -> RGB uint8 HxWx3: EXIF rotation applied, alpha dropped,
+    grayscale/palette expanded, 16-bit scaled to 8-bit."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in _SIXTEEN_BIT_MODES:
+        data = np.asarray(image).astype(np.float32)
+        data = np.clip(np.rint(data / 257.0), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(data[..., None], 3, axis=2))
+    if image.mode == "F":
+        raise ValueError("float ('F' mode) images are not supported; convert to 8-bit first")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")  # PIL warns when a transparent palette goes to RGB
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.asarray(image, dtype=np.uint8).copy()
+
+
+def array_to_rgb(array: np.ndarray) -> np.ndarray:
+    """Validate an array input: HxW, HxWx1, HxWx3 or HxWx4, uint8 or uint16 -> RGB uint8."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"expected a numpy array, got {type(array).__name__}")
+    if array.dtype == np.uint16:
+        array = np.rint(array.astype(np.float32) / 257.0).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        raise ValueError(
+            f"image array must be uint8 (or uint16), got dtype {array.dtype}; for floats in "
+            "[0, 1] use (a * 255).round().astype(np.uint8)"
+        )
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4) or min(array.shape[:2]) < 1:
+        raise ValueError(
+            f"image array must have shape HxW, HxWx1, HxWx3 or HxWx4, got {array.shape}"
+        )
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    return np.ascontiguousarray(array[..., :3])
+
+
+def to_rgb(image: ImageInput) -> np.ndarray:
+    """Any supported input (path, PIL image, array) -> RGB uint8 HxWx3."""
+    if isinstance(image, str | os.PathLike):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        return pil_to_rgb(image)
+    if isinstance(image, np.ndarray):
+        return array_to_rgb(image)
+    raise TypeError(
+        f"unsupported image input {type(image).__name__}; pass a path, a PIL image or an "
+        "HxWx3 uint8 array"
+    )
+
+
+def scaled_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
+    """(height, width) shrunk so that the longer side is at most `max_side` (never enlarged)."""
+    if not max_side or max(height, width) <= max_side:
+        return height, width
+    scale = max_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize RGB uint8 to (height, width), bilinear (antialiased when shrinking)."""
+    if rgb.shape[:2] == tuple(size):
+        return rgb
+    resized = Image.fromarray(rgb).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.asarray(resized)
+
+
+def normalize(
+    images: Sequence[np.ndarray] | np.ndarray, mean: Sequence[float], std: Sequence[float]
+) -> np.ndarray:
+    """RGB uint8 HxWx3 image(s) of one size -> float32 NCHW, `(x / 255 - mean) / std`."""
+    batch = np.stack(images) if not isinstance(images, np.ndarray) else images
+    if batch.ndim == 3:
+        batch = batch[None]
+    scale = np.asarray(std, np.float32) * 255.0
+    offset = np.asarray(mean, np.float32) * 255.0
+    out = (batch.astype(np.float32) - offset) / scale
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+def _axis_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of bilinear resampling along one axis (half-pixel)."""
+    pos = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+    pos = np.clip(pos, 0, n_in - 1)
+    low = np.floor(pos).astype(np.intp)
+    high = np.minimum(low + 1, n_in - 1)
+    return low, high, (pos - low).astype(np.float32)
+
+
+def _resize_rows(
+    logits: np.ndarray, size: tuple[int, int], band: int = 64
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """Bilinearly resized CxHxW logits, yielded in bands of output rows (bounded memory)."""
+    y_low, y_high, y_w = _axis_weights(logits.shape[1], size[0])
+    x_low, x_high, x_w = _axis_weights(logits.shape[2], size[1])
+    same_width = logits.shape[2] == size[1]
+    for start in range(0, size[0], band):
+        rows = slice(start, min(start + band, size[0]))
+        top, bottom = logits[:, y_low[rows], :], logits[:, y_high[rows], :]
+        out = top + (bottom - top) * y_w[None, rows, None]
+        if not same_width:
+            left, right = out[:, :, x_low], out[:, :, x_high]
+            out = left + (right - left) * x_w
+        yield rows, out
+
+
+def resize_logits(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """CxHxW float32 -> Cx`size` float32, bilinear (align_corners=False)."""
+    if logits.shape[1:] == tuple(size):
+        return logits
+    out = np.empty((logits.shape[0], *size), np.float32)
+    for rows, band in _resize_rows(logits, size):
+        out[:, rows] = band
+    return out
+
+
+def argmax_resized(logits: np.ndarray, size: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+    """Class ids (HxW of `dtype`) of CxHxW logits bilinearly resized to `size`, band by band."""
+    if logits.shape[1:] == tuple(size):
+        return logits.argmax(axis=0).astype(dtype)
+    mask = np.empty(size, dtype)
+    for rows, band in _resize_rows(logits, size):
+        mask[rows] = band.argmax(axis=0)
+    return mask
+
+
+def softmax(logits: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Numerically stable softmax in float32."""
+    shifted = logits - logits.max(axis=axis, keepdims=True)
+    np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=axis, keepdims=True)
+    return shifted
+
+
+def window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Start offsets of windows of `window` covering `length` (last one flush with the end)."""
+    if length <= window:
+        return [0]
+    count = math.ceil((length - window) / stride) + 1
+    return sorted({min(i * stride, length - window) for i in range(count)})
+
+
+def sliding_windows(
+    height: int, width: int, window: tuple[int, int], overlap: float = 1 / 3
+) -> list[tuple[slice, slice]]:
+    """(rows, cols) slices of `window`-sized tiles covering an image, overlapping by `overlap`.
+
+    Tiles are clipped to the image where it is smaller than the window.
+    """
+    win_h, win_w = min(window[0], height), min(window[1], width)
+    stride_h = max(1, math.ceil(win_h * (1 - overlap)))
+    stride_w = max(1, math.ceil(win_w * (1 - overlap)))
+    return [
+        (slice(y, y + win_h), slice(x, x + win_w))
+        for y in window_starts(height, win_h, stride_h)
+        for x in window_starts(width, win_w, stride_w)
+    ]

@@ -1,0 +1,268 @@
+"""`Segmenter`: images in, class-id masks out, on any backend.
+
+Masks are HxW at the input's resolution (after EXIF rotation) with dtype `uint8` when the
+model has at most 255 classes (ids 0..254, so 255 stays free for "ignore"), else `int32`.
+
+Resize policy (`mode`, `max_side`):
+- `mode="whole"` (default): the whole image in one pass; when its longer side exceeds
+  `max_side` (default `DEFAULT_MAX_SIDE` = 1024) it is downscaled first and the logits are
+  upsampled back bilinearly. `max_side=None` (or 0) runs at full resolution.
+- `mode="slide"`: windows of the config's `input_size` (e.g. 512x1024 for Cityscapes) with
+  1/3 overlap, logits averaged over overlaps; full resolution unless `max_side` is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+from PIL import Image
+
+from zoo import preprocess
+from zoo.preprocess import ImageInput
+
+if TYPE_CHECKING:
+    from zoo.backends import Backend
+    from zoo.config import ModelConfig
+
+DEFAULT_MAX_SIDE: Final = 1024
+MODES: Final = ("whole", "slide")
+SLIDE_OVERLAP: Final = 1 / 3
+
+
+class _Auto:
+    def __repr__(self) -> str:
+        return "AUTO"
+
+
+AUTO: Final = _Auto()  # "the Segmenter's setting" / "the mode's default"
+
+
+class Segmenter:
+    """A loaded model: `predict`, `predict_proba`, `colorize`, `overlay`.
+
+    Thread-safe: `predict` keeps no state between calls, and both backends allow concurrent
+    runs.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        config: ModelConfig,
+        model_dir: str | Path | None = None,
+        *,
+        mode: str = "whole",
+        max_side: int | _Auto | None = AUTO,
+        batch_size: int = 1,
+    ) -> None:
+        self.backend = backend
+        self.config = config
+        self.model_dir = Path(model_dir) if model_dir is not None else None
+        self.mode = _check_mode(mode)
+        self.max_side = max_side
+        self.batch_size = _check_batch_size(batch_size)
+        self.mask_dtype = np.dtype(np.uint8 if config.num_classes <= 255 else np.int32)
+        self._lut = np.zeros((max(256, config.num_classes), 3), np.uint8)
+        self._lut[: config.num_classes] = np.asarray(config.palette, np.uint8).reshape(-1, 3)
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def classes(self) -> list[str]:
+        """Class names, indexed by class id."""
+        return list(self.config.classes)
+
+    @property
+    def palette(self) -> np.ndarray:
+        """(num_classes, 3) uint8 RGB colours, indexed by class id."""
+        return self._lut[: self.config.num_classes].copy()
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    @property
+    def providers(self) -> list[str]:
+        """ONNX Runtime providers actually in use (`session.get_providers()`), or
+        `["torch:<device>"]`."""
+        return list(self.backend.providers)
+
+    @property
+    def device(self) -> str:
+        """ "cpu" or "cuda": where inference really runs."""
+        return self.backend.device
+
+    @property
+    def backend_name(self) -> str:
+        """ "onnx" or "torch"."""
+        return self.backend.name
+
+    def __repr__(self) -> str:
+        name = self.config.model_id or (self.model_dir.name if self.model_dir else "?")
+        return (
+            f"Segmenter({name!r}, backend={self.backend_name!r}, device={self.device!r}, "
+            f"classes={self.num_classes}, mode={self.mode!r})"
+        )
+
+    # ---------------------------------------------------------------- prediction
+    def predict(
+        self,
+        image: ImageInput | Sequence[ImageInput],
+        batch_size: int | None = None,
+        *,
+        mode: str | None = None,
+        max_side: int | _Auto | None = AUTO,
+    ) -> np.ndarray | list[np.ndarray]:
+        """Class-id mask (HxW) of an image (path, PIL image or uint8 array); a list of images
+        gives a list of masks, run `batch_size` at a time (consecutive images of one size)."""
+        if isinstance(image, list | tuple):
+            return [
+                preprocess.argmax_resized(logits, size, self.mask_dtype)
+                for logits, size in self._logits(image, batch_size, mode, max_side)
+            ]
+        ((logits, size),) = self._logits([image], batch_size, mode, max_side)
+        return preprocess.argmax_resized(logits, size, self.mask_dtype)
+
+    def predict_proba(
+        self, image: ImageInput, *, mode: str | None = None, max_side: int | _Auto | None = AUTO
+    ) -> np.ndarray:
+        """Class probabilities, float32 CxHxW at the input's resolution (sum to 1 over C)."""
+        ((logits, size),) = self._logits([image], None, mode, max_side)
+        return preprocess.softmax(preprocess.resize_logits(logits, size), axis=0)
+
+    def predict_logits(
+        self, image: ImageInput, *, mode: str | None = None, max_side: int | _Auto | None = AUTO
+    ) -> np.ndarray:
+        """Raw logits, float32 CxHxW at the resolution the network ran at (before upsampling)."""
+        ((logits, _),) = self._logits([image], None, mode, max_side)
+        return logits
+
+    def _resolve(
+        self, batch_size: int | None, mode: str | None, max_side: int | _Auto | None
+    ) -> tuple[int, str, int | None]:
+        batch_size = self.batch_size if batch_size is None else _check_batch_size(batch_size)
+        mode = self.mode if mode is None else _check_mode(mode)
+        if isinstance(max_side, _Auto):
+            max_side = self.max_side
+        if isinstance(max_side, _Auto):
+            max_side = DEFAULT_MAX_SIDE if mode == "whole" else None
+        if max_side is not None and (not isinstance(max_side, int) or max_side < 0):
+            raise ValueError(f"max_side must be a positive int or None, got {max_side!r}")
+        return batch_size, mode, max_side or None
+
+    def _logits(
+        self,
+        images: Sequence[ImageInput],
+        batch_size: int | None,
+        mode: str | None,
+        max_side: int | _Auto | None,
+    ) -> Iterator[tuple[np.ndarray, tuple[int, int]]]:
+        """(CxhxW logits at the processing size, original (H, W)) per image, in order."""
+        batch_size, mode, max_side = self._resolve(batch_size, mode, max_side)
+        # Read and validate eagerly per image, run consecutive same-size images together.
+        if mode == "slide":
+            for image in images:
+                rgb = preprocess.to_rgb(image)
+                size = rgb.shape[:2]
+                small = preprocess.resize_rgb(rgb, preprocess.scaled_size(*size, max_side))
+                yield self._slide(small, batch_size), size
+            return
+        pending: list[np.ndarray] = []
+        sizes: list[tuple[int, int]] = []
+        for image in images:
+            rgb = preprocess.to_rgb(image)
+            size = rgb.shape[:2]
+            small = preprocess.resize_rgb(rgb, preprocess.scaled_size(*size, max_side))
+            if pending and (len(pending) == batch_size or small.shape != pending[0].shape):
+                yield from zip(self._run(pending), sizes, strict=True)
+                pending, sizes = [], []
+            pending.append(small)
+            sizes.append(size)
+        if pending:
+            yield from zip(self._run(pending), sizes, strict=True)
+
+    def _run(self, rgbs: Sequence[np.ndarray]) -> np.ndarray:
+        batch = preprocess.normalize(rgbs, self.config.mean, self.config.std)
+        logits = self.backend.run(batch)
+        expected = (len(rgbs), self.num_classes, *batch.shape[2:])
+        if logits.shape != expected:
+            raise RuntimeError(
+                f"the model returned logits of shape {logits.shape}, expected {expected} "
+                "(config.json and the model file disagree?)"
+            )
+        return logits
+
+    def _slide(self, rgb: np.ndarray, batch_size: int) -> np.ndarray:
+        height, width = rgb.shape[:2]
+        windows = preprocess.sliding_windows(
+            height, width, tuple(self.config.input_size), SLIDE_OVERLAP
+        )
+        total = np.zeros((self.num_classes, height, width), np.float32)
+        count = np.zeros((height, width), np.float32)
+        for start in range(0, len(windows), batch_size):
+            chunk = windows[start : start + batch_size]
+            logits = self._run([rgb[rows, cols] for rows, cols in chunk])
+            for (rows, cols), tile in zip(chunk, logits, strict=True):
+                total[:, rows, cols] += tile
+                count[rows, cols] += 1
+        total /= count
+        return total
+
+    # ---------------------------------------------------------------- visualisation
+    def colorize(self, mask: np.ndarray) -> np.ndarray:
+        """HxW class ids -> HxWx3 uint8 colours of the palette (unknown ids, e.g. 255: black)."""
+        mask = _check_mask(mask)
+        return self._lut[np.clip(mask, 0, len(self._lut) - 1)]
+
+    def overlay(self, image: ImageInput, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+        """The image blended with the colourised mask (`alpha` = mask weight), HxWx3 uint8.
+
+        Pixels whose id is not a class (e.g. 255) show the image unchanged.
+        """
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        rgb = preprocess.to_rgb(image)
+        mask = _check_mask(mask)
+        if rgb.shape[:2] != mask.shape:
+            raise ValueError(
+                f"image is {rgb.shape[1]}x{rgb.shape[0]} but the mask is "
+                f"{mask.shape[1]}x{mask.shape[0]} (width x height)"
+            )
+        blend = (1.0 - alpha) * rgb.astype(np.float32) + alpha * self.colorize(mask)
+        blend = np.where(
+            ((mask >= 0) & (mask < self.num_classes))[..., None], blend, rgb.astype(np.float32)
+        )
+        return np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+
+    def mask_image(self, mask: np.ndarray) -> Image.Image:
+        """A mask as a PIL image: mode "P" with the model's palette (ids <= 255), else a 16-bit
+        grayscale ("I;16") image."""
+        mask = _check_mask(mask)
+        if mask.size and (mask.min() < 0 or mask.max() > 65535):
+            raise ValueError("mask ids must be in 0..65535 to be written as an image")
+        if self.mask_dtype == np.uint8 and (not mask.size or mask.max() <= 255):
+            data = np.ascontiguousarray(mask, dtype=np.uint8)
+            image = Image.frombytes("P", (mask.shape[1], mask.shape[0]), data.tobytes())
+            image.putpalette(self._lut[:256].reshape(-1).tolist())
+            return image
+        return Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint16))
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    return mode
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    return batch_size
+
+
+def _check_mask(mask: Any) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or not np.issubdtype(mask.dtype, np.integer):
+        raise ValueError(f"mask must be an HxW integer array, got {mask.shape} {mask.dtype}")
+    return mask
