@@ -1,0 +1,100 @@
+"""One generic segmentation dataset, parametrised by a `DatasetLayout`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+from training.data.files import Sample, find_samples
+from training.data.io import read_image, read_label
+from training.data.layouts import DatasetFileError, DatasetLayout, get_layout
+from zoo.datasets import DatasetInfo, get_dataset_info
+
+Transform = Callable[[tv_tensors.Image, tv_tensors.Mask], Any]
+
+
+def to_train_ids(label: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Raw label values -> train ids through a 256-entry table."""
+    return lut[label]
+
+
+def check_train_ids(label: np.ndarray, num_classes: int, ignore_index: int, path: Path) -> None:
+    """Raise if a converted label holds a value that is neither a class nor the ignore index."""
+    bad = (label >= num_classes) & (label != ignore_index)
+    if bad.any():
+        values = sorted(np.unique(label[bad]).tolist())[:10]
+        raise DatasetFileError(
+            f"train-id label {path} holds values {values} outside 0..{num_classes - 1} and "
+            f"{ignore_index}; delete it and run `zoo data prepare` again"
+        )
+
+
+class SegmentationDataset(Dataset):
+    """(image, mask) pairs of one split; raw labels are converted on the fly.
+
+    Without a transform an item is a `tv_tensors.Image` uint8 (3, H, W) and a
+    `tv_tensors.Mask` int64 (H, W) of train ids with `info.ignore_index` as ignore.
+    """
+
+    def __init__(
+        self,
+        layout: DatasetLayout,
+        root: str | Path,
+        split: str,
+        transform: Transform | None = None,
+    ) -> None:
+        self.layout = layout
+        self.info: DatasetInfo = get_dataset_info(layout.name)
+        self.root = layout.resolve_root(root)
+        self.split = split
+        self.transform = transform
+        self.samples: list[Sample] = find_samples(layout, root, split)
+
+    @property
+    def files(self) -> list[tuple[Path, Path]]:
+        """(image_path, label_path) of every sample, in order."""
+        return [(s.image, s.label) for s in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load_mask(self, index: int) -> np.ndarray:
+        """The train-id mask of sample `index` as uint8 (H, W)."""
+        sample = self.samples[index]
+        label = read_label(sample.label)
+        if sample.train_ids:
+            check_train_ids(label, self.info.num_classes, self.info.ignore_index, sample.label)
+            return label
+        return to_train_ids(label, self.layout.lut)
+
+    def __getitem__(self, index: int) -> Any:
+        sample = self.samples[index]
+        image = read_image(sample.image)
+        mask = self.load_mask(index)
+        if image.shape[:2] != mask.shape:
+            raise DatasetFileError(
+                f"image {sample.image} is {image.shape[1]}x{image.shape[0]} but its label "
+                f"{sample.label} is {mask.shape[1]}x{mask.shape[0]}"
+            )
+        image_t = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))))
+        mask_t = tv_tensors.Mask(torch.from_numpy(mask.astype(np.int64)))
+        if self.transform is None:
+            return image_t, mask_t
+        return self.transform(image_t, mask_t)
+
+    def __repr__(self) -> str:
+        args = f"{self.layout.name!r}, {str(self.root)!r}, {self.split!r}"
+        return f"{type(self).__name__}({args}, {len(self)} samples)"
+
+
+def build_dataset(
+    name: str, root: str | Path, split: str, transform: Transform | None = None
+) -> SegmentationDataset:
+    """The `split` ("train" or "val") of dataset `name` stored under `root`."""
+    return SegmentationDataset(get_layout(name), root, split, transform)

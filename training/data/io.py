@@ -1,0 +1,52 @@
+"""Reading images and labels with errors that name the file; atomic PNG writes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from training.data.layouts import DatasetFileError
+
+
+def _open(path: Path, kind: str) -> Image.Image:
+    try:
+        image = Image.open(path)
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise DatasetFileError(f"cannot read {kind} {path}: {error}") from error
+    return image
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as an RGB uint8 array (H, W, 3)."""
+    return np.asarray(_open(Path(path), "image").convert("RGB"))
+
+
+def read_label(path: str | Path) -> np.ndarray:
+    """A single-channel label file (PIL mode L or P) as a uint8 array (H, W)."""
+    image = _open(Path(path), "label")
+    if image.mode not in ("L", "P"):
+        hint = " (a colour visualisation?)" if image.mode in ("RGB", "RGBA") else ""
+        raise DatasetFileError(
+            f"label {path} is a {image.mode} image{hint}; expected a single-channel "
+            "label-id PNG (mode L or P)"
+        )
+    return np.asarray(image, dtype=np.uint8)
+
+
+def save_png_atomic(array: np.ndarray, path: str | Path) -> None:
+    """Write a uint8 array (H, W) or (H, W, 3) as a PNG via a temporary file + `os.replace`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            Image.fromarray(array).save(file, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
