@@ -7,6 +7,7 @@ the backends can be compared meaningfully.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -90,17 +91,19 @@ def make_model_dir(
                 return self.inner(x)["out"]
 
         dummy = torch.zeros(1, 3, *input_size)
-        torch.onnx.export(
-            Logits(model),
-            (dummy,),
-            str(directory / ONNX_NAME),
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={
-                "input": {0: "batch", 2: "height", 3: "width"},
-                "logits": {0: "batch", 2: "height", 3: "width"},
-            },
-            opset_version=17,
-            dynamo=False,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                Logits(model),
+                (dummy,),
+                str(directory / ONNX_NAME),
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={
+                    "input": {0: "batch", 2: "height", 3: "width"},
+                    "logits": {0: "batch", 2: "height", 3: "width"},
+                },
+                opset_version=17,
+                dynamo=False,
+            )
     return directory

@@ -133,16 +133,14 @@ def _download(repo_id: str, revision: str | None, backend: str, precision: str, 
 
 
 def _with_label(error: ModelNotAvailableError, label: str, repo_id: str) -> ModelNotAvailableError:
+    """The hub's error, prefixed with the name the user gave (and a hint for registry ids)."""
     message = str(error)
-    if label in message:
-        return error
-    hint = ""
     if label in MODELS:
-        hint = (
+        message += (
             f" Registry id {label!r} maps to Hub repo {repo_id!r}; it may not be trained and "
-            "published yet (see its model card / `zoo list`)."
+            "published yet (see its model card), or pass a local model directory instead."
         )
-    return ModelNotAvailableError(f"{label}: {message}{hint}")
+    return ModelNotAvailableError(message if message.startswith(label) else f"{label}: {message}")
 
 
 def _read_config(model_dir: Path) -> ModelConfig:

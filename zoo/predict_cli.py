@@ -1,0 +1,289 @@
+"""`zoo predict INPUT... --model NAME`: segment files, folders and globs in batch.
+
+Writes one palette PNG per image (mode "P" with the model's palette, `<stem>.png`, the
+relative folder structure of each folder/glob argument kept under `--out`) and, with
+`--overlay`, `<stem>_overlay.jpg` (or `.png` with `--overlay-format png`). Images are decoded
+by a thread pool ahead of the model and outputs are encoded and written (atomically) by
+another, so reading, inference and writing overlap. Unreadable files are reported on stderr
+and skipped; the exit code is then 1 (2 for a usage or model error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import io
+import sys
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from zoo.config import write_bytes_atomic
+from zoo.errors import ModelFileError, ModelNotAvailableError
+from zoo.preprocess import IMAGE_EXTENSIONS, read_image
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input image and where its outputs go (relative to --out, without suffix)."""
+
+    path: Path
+    relative: Path
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def _inside(path: Path, folder: Path | None) -> bool:
+    return folder is not None and path.resolve().is_relative_to(folder)
+
+
+def collect_inputs(inputs: list[str], exclude: Path | None = None) -> tuple[list[Job], list[str]]:
+    """Expand files, folders (recursive, image extensions) and globs into jobs.
+
+    Returns the jobs (first occurrence of each file wins) and messages for inputs that
+    matched nothing. Files under `exclude` (the output folder) are skipped.
+    """
+    exclude = exclude.resolve() if exclude is not None else None
+    jobs: list[Job] = []
+    problems: list[str] = []
+    seen: set[Path] = set()
+
+    def add(path: Path, relative: Path) -> None:
+        key = path.resolve()
+        if key not in seen and not _inside(path, exclude):
+            seen.add(key)
+            jobs.append(Job(path, relative.with_suffix("")))
+
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and _is_image(p))
+            for file in found:
+                add(file, file.relative_to(path))
+            if not found:
+                problems.append(f"{item}: no images found in this folder")
+        elif path.is_file():
+            add(path, Path(path.name))
+        elif glob.has_magic(item):
+            base = _glob_base(item)
+            matches = sorted(Path(p) for p in glob.glob(item, recursive=True))
+            files = [p for p in matches if p.is_file()]
+            for file in files:
+                relative = file.relative_to(base) if file.is_relative_to(base) else file.name
+                add(file, Path(relative))
+            if not files:
+                problems.append(f"{item}: no file matches this pattern")
+        else:
+            problems.append(f"{item}: no such file or folder")
+    return _deduplicate_names(jobs), problems
+
+
+def _glob_base(pattern: str) -> Path:
+    parts = Path(pattern).expanduser().parts
+    base: list[str] = []
+    for part in parts[:-1]:
+        if glob.has_magic(part):
+            break
+        base.append(part)
+    return Path(*base) if base else Path(".")
+
+
+def _deduplicate_names(jobs: list[Job]) -> list[Job]:
+    """`a.jpg` and `a.png` in one folder would both write `a.png`: suffix the later ones."""
+    taken: set[Path] = set()
+    unique = []
+    for job in jobs:
+        relative = job.relative
+        if relative in taken:
+            relative = relative.with_name(f"{relative.name}_{job.path.suffix.lstrip('.')}")
+            index = 2
+            while relative in taken:
+                relative = job.relative.with_name(f"{job.relative.name}_{index}")
+                index += 1
+        taken.add(relative)
+        unique.append(Job(job.path, relative))
+    return unique
+
+
+def _encode(image: object, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    if fmt == "JPEG":
+        image.save(buffer, fmt, quality=90)  # type: ignore[attr-defined]
+    else:
+        image.save(buffer, fmt)  # type: ignore[attr-defined]
+    return buffer.getvalue()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zoo predict",
+        description="Segment images with a zoo model; writes palette PNG masks.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs")
+    parser.add_argument(
+        "--model", required=True, help="registry id, hf-hub:org/repo[@rev] or model directory"
+    )
+    parser.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"])
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "int8", "fp16"])
+    parser.add_argument("--revision", default=None, help="Hub revision (branch, tag, commit)")
+    parser.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
+    parser.add_argument("--overlay", action="store_true", help="also write <stem>_overlay")
+    parser.add_argument("--overlay-format", default="jpg", choices=["jpg", "png"])
+    parser.add_argument("--alpha", type=float, default=0.5, help="overlay mask weight")
+    parser.add_argument("--batch-size", type=int, default=1, help="images per model call")
+    parser.add_argument(
+        "--max-side",
+        type=int,
+        default=None,
+        help="downscale inputs whose longer side exceeds this (default 1024 in whole mode, "
+        "full resolution in slide mode; 0 = full resolution)",
+    )
+    parser.add_argument("--mode", default="whole", choices=["whole", "slide"])
+    parser.add_argument("--workers", type=int, default=2, help="decoding/writing threads")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _prefetch(
+    pool: ThreadPoolExecutor, jobs: list[Job], depth: int
+) -> Iterator[tuple[Job, Future[np.ndarray]]]:
+    """Yield (job, future decoded image) keeping `depth` decodes in flight ahead."""
+    queue: deque[tuple[Job, Future[np.ndarray]]] = deque()
+    for job in jobs:
+        queue.append((job, pool.submit(read_image, job.path)))
+        if len(queue) > depth:
+            yield queue.popleft()
+    while queue:
+        yield queue.popleft()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `zoo predict`; returns the exit code."""
+    args = _parser().parse_args(argv)
+    if args.batch_size < 1 or args.workers < 1:
+        print("zoo predict: --batch-size and --workers must be >= 1", file=sys.stderr)
+        return EXIT_ERROR
+    if args.max_side is not None and args.max_side < 0:
+        print("zoo predict: --max-side must be >= 0", file=sys.stderr)
+        return EXIT_ERROR
+    out_dir: Path = args.out
+    jobs, problems = collect_inputs(args.inputs, exclude=out_dir)
+    for message in problems:
+        print(f"zoo predict: {message}", file=sys.stderr)
+    if not jobs:
+        print("zoo predict: nothing to do (no input images)", file=sys.stderr)
+        return EXIT_ERROR
+
+    from zoo.loading import load
+    from zoo.segmenter import AUTO
+
+    try:
+        segmenter = load(
+            args.model,
+            backend=args.backend,
+            device=args.device,
+            revision=args.revision,
+            precision=args.precision,
+            mode=args.mode,
+            max_side=AUTO if args.max_side is None else args.max_side,
+            batch_size=args.batch_size,
+        )
+    except (ModelNotAvailableError, ModelFileError, ValueError, ImportError, RuntimeError) as e:
+        print(f"zoo predict: cannot load model {args.model!r}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    if not args.quiet:
+        print(
+            f"zoo predict: {len(jobs)} image(s) with {segmenter!r} on {segmenter.providers}",
+            file=sys.stderr,
+        )
+
+    failures = 0
+    progress = tqdm(total=len(jobs), unit="img", desc="predict", disable=args.quiet)
+    overlay_suffix = "_overlay." + args.overlay_format
+    overlay_format = "JPEG" if args.overlay_format == "jpg" else "PNG"
+
+    def write(job: Job, rgb: np.ndarray, mask: np.ndarray) -> None:
+        target = out_dir / job.relative
+        write_bytes_atomic(
+            target.with_name(target.name + ".png"), _encode(segmenter.mask_image(mask), "PNG")
+        )
+        if args.overlay:
+            from PIL import Image
+
+            blended = Image.fromarray(segmenter.overlay(rgb, mask, alpha=args.alpha))
+            write_bytes_atomic(
+                target.with_name(target.name + overlay_suffix), _encode(blended, overlay_format)
+            )
+
+    def report(job: Job, error: BaseException) -> None:
+        nonlocal failures
+        failures += 1
+        progress.write(f"zoo predict: skipped {job.path}: {error}", file=sys.stderr)
+
+    with (
+        ThreadPoolExecutor(args.workers, thread_name_prefix="decode") as readers,
+        ThreadPoolExecutor(args.workers, thread_name_prefix="write") as writers,
+    ):
+        writes: deque[tuple[Job, Future[None]]] = deque()
+
+        def drain(limit: int) -> None:
+            while len(writes) > limit:
+                job, future = writes.popleft()
+                try:
+                    future.result()
+                except Exception as error:  # disk full, permissions: report, go on
+                    report(job, error)
+                progress.update(1)
+
+        def flush(batch: list[tuple[Job, np.ndarray]]) -> None:
+            try:
+                masks = segmenter.predict([rgb for _, rgb in batch], batch_size=args.batch_size)
+            except (ValueError, RuntimeError) as error:
+                for job, _ in batch:
+                    report(job, error)
+                    progress.update(1)
+                return
+            for (job, rgb), mask in zip(batch, masks, strict=True):
+                writes.append((job, writers.submit(write, job, rgb, mask)))
+            drain(2 * args.workers)
+
+        batch: list[tuple[Job, np.ndarray]] = []
+        depth = args.batch_size + 2 * args.workers
+        for job, decoded in _prefetch(readers, jobs, depth):
+            try:
+                batch.append((job, decoded.result()))
+            except (ValueError, OSError) as error:
+                report(job, error)
+                progress.update(1)
+                continue
+            if len(batch) == args.batch_size:
+                flush(batch)
+                batch = []
+        if batch:
+            flush(batch)
+        drain(0)
+    progress.close()
+    if failures or problems:
+        print(
+            f"zoo predict: {len(jobs) - failures} of {len(jobs)} image(s) written to "
+            f"{out_dir}; {failures + len(problems)} problem(s), see above",
+            file=sys.stderr,
+        )
+        return EXIT_SOME_FAILED
+    if not args.quiet:
+        print(f"zoo predict: {len(jobs)} image(s) written to {out_dir}", file=sys.stderr)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
