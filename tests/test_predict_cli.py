@@ -1,0 +1,119 @@
+"""`zoo predict`: files, folders and globs -> palette PNG masks (and overlays)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import zoo
+from tests.helpers_modeldir import make_model_dir, smooth_image
+from zoo.cli import main as zoo_main
+from zoo.predict_cli import collect_inputs, main
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_model_dir(tmp_path_factory.mktemp("model"), num_classes=3, seed=1)
+
+
+@pytest.fixture()
+def images(tmp_path: Path) -> Path:
+    root = tmp_path / "in"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    Image.fromarray(smooth_image(60, 90, seed=1)).save(root / "a.jpg", quality=95)
+    Image.fromarray(smooth_image(70, 80, seed=2)).save(root / "sub" / "b.png")
+    Image.fromarray(smooth_image(60, 90, seed=3)).convert("L").save(
+        root / "sub" / "deeper" / "c.png"
+    )
+    (root / "notes.txt").write_text("not an image, ignored in folders")
+    return root
+
+
+def _masks(out: Path) -> dict[str, Path]:
+    return {p.relative_to(out).as_posix(): p for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_folder_writes_palette_pngs(model_dir: Path, images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main([str(images), "--model", str(model_dir), "--out", str(out), "--batch-size", "2"])
+    assert code == 0
+    written = _masks(out)
+    assert sorted(written) == ["a.png", "sub/b.png", "sub/deeper/c.png"]
+    seg = zoo.load(str(model_dir), device="cpu")
+    for name, source in [("a.png", "a.jpg"), ("sub/b.png", "sub/b.png")]:
+        mask = Image.open(written[name])
+        assert mask.mode == "P"
+        assert mask.getpalette()[: 3 * 3] == seg.palette.reshape(-1).tolist()
+        assert np.array_equal(np.asarray(mask), seg.predict(images / source))
+    assert not list(out.rglob(".*.tmp"))  # atomic writes leave no temp files
+
+
+def test_files_globs_and_overlay(model_dir: Path, images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    argv = [
+        str(images / "a.jpg"),
+        str(images / "sub" / "**" / "*.png"),
+        "--model",
+        str(model_dir),
+        "--backend",
+        "onnx",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--overlay",
+        "--max-side",
+        "50",
+        "--quiet",
+    ]
+    assert zoo_main(["predict", *argv]) == 0  # through the `zoo` dispatcher
+    written = _masks(out)
+    assert sorted(written) == [
+        "a.png",
+        "a_overlay.jpg",
+        "b.png",
+        "b_overlay.jpg",
+        "deeper/c.png",
+        "deeper/c_overlay.jpg",
+    ]
+    assert Image.open(written["a_overlay.jpg"]).size == (90, 60)
+    assert Image.open(written["a.png"]).size == (90, 60)  # input size despite --max-side
+
+
+def test_corrupt_file_is_skipped(
+    model_dir: Path, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    out = tmp_path / "out"
+    code = main([str(images), "--model", str(model_dir), "--out", str(out), "--quiet"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "cannot read image" in err
+    assert sorted(_masks(out)) == ["a.png", "sub/b.png", "sub/deeper/c.png"]
+
+
+def test_missing_inputs_and_model_errors(
+    model_dir: Path, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    code = main([str(images / "a.jpg"), str(tmp_path / "nope.jpg"), "--model", str(model_dir),
+                 "--out", str(out), "--quiet"])  # fmt: skip
+    assert code == 1
+    assert "nope.jpg: no such file or folder" in capsys.readouterr().err
+    assert sorted(_masks(out)) == ["a.png"]
+    code = main([str(images), "--model", str(tmp_path / "no_model"), "--out", str(out)])
+    assert code == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main([str(tmp_path / "empty*.png"), "--model", str(model_dir)]) == 2
+
+
+def test_collect_inputs_skips_output_folder_and_renames_clashes(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    for name in ("x.jpg", "x.png", "out/old.png"):
+        Image.fromarray(smooth_image(8, 8)).save(tmp_path / name)
+    jobs, problems = collect_inputs([str(tmp_path)], exclude=tmp_path / "out")
+    assert problems == []
+    assert [j.relative.as_posix() for j in jobs] == ["x", "x_png"]
