@@ -19,6 +19,7 @@ from training.data import (
     write_tiny_dataset,
 )
 from training.data.cli import main as data_cli
+from training.data.synthcity import frame_rng, render_frame, write_synthcity
 from zoo.datasets import get_dataset_info
 
 # raw label value -> expected train id, per dataset (from the datasets' documentation).
@@ -173,3 +174,77 @@ def test_transform_is_applied(tmp_path: Path) -> None:
     dataset = build_dataset("cocostuff", tmp_path, "train", transform=lambda i, m: (m, i))
     mask, image = dataset[0]
     assert mask.ndim == 2 and image.ndim == 3
+
+
+# --- SynthCity -------------------------------------------------------------------------------
+
+THIN = ("pole", "traffic light", "traffic sign")
+
+
+def _synthcity(root: Path, seed: int = 0, n_train: int = 3) -> Path:
+    return write_synthcity(
+        root, n_train=n_train, n_val=2, size=(96, 192), seed=seed, workers=1, progress=False
+    )
+
+
+def test_synthcity_is_a_readable_cityscapes_layout(tmp_path: Path) -> None:
+    _synthcity(tmp_path)
+    train = build_dataset("synthcity", tmp_path, "train")
+    val = build_dataset("synthcity", tmp_path, "val")
+    assert (len(train), len(val)) == (3, 2)
+    assert train.files[0][0].parent.name == "synth0"
+    assert train.files[0][1].name.endswith("_gtFine_labelTrainIds.png")
+    classes = train.info.classes
+    seen: set[int] = set()
+    for dataset in (train, val):
+        for i, (_, label_path) in enumerate(dataset.files):
+            image, mask = dataset[i]
+            assert image.shape == (3, 96, 192) and mask.shape == (96, 192)
+            values = set(mask.unique().tolist())
+            assert values <= set(range(len(classes))) | {255}
+            seen |= values
+            # The raw labelIds say the same as the labelTrainIds beside them.
+            raw = label_path.with_name(label_path.name.replace("TrainIds", "Ids"))
+            assert torch.equal(mask, torch.from_numpy(LAYOUTS["cityscapes"].lut[_raw(raw)]).long())
+    names = {classes[v] for v in seen - {255}}
+    assert set(THIN) <= names
+    assert {"road", "sidewalk", "building", "sky", "vegetation", "car"} <= names
+
+
+def test_synthcity_is_deterministic(tmp_path: Path) -> None:
+    image, label = render_frame(frame_rng(7, "train", 2), (64, 128))
+    again = render_frame(frame_rng(7, "train", 2), (64, 128))
+    other = render_frame(frame_rng(8, "train", 2), (64, 128))
+    assert np.array_equal(image, again[0]) and np.array_equal(label, again[1])
+    assert not np.array_equal(image, other[0])
+    assert image.dtype == np.uint8 and image.shape == (64, 128, 3) and label.shape == (64, 128)
+    # Written files depend on the seed only, not on the number of frames asked for.
+    a, b = _synthcity(tmp_path / "a", n_train=1), _synthcity(tmp_path / "b", n_train=2)
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*.png"))
+    assert len(files_a) == 3 * 3
+    for rel in files_a:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes()
+
+
+def test_synthcity_thin_structures_are_thin() -> None:
+    """Poles are a few pixels wide at 256x512: boundaries, not blobs."""
+    pole = get_dataset_info("synthcity").classes.index("pole")
+    widths = []
+    for i in range(6):
+        _, label_ids = render_frame(frame_rng(0, "train", i), (256, 512))
+        rows = LAYOUTS["synthcity"].lut[label_ids] == pole
+        runs = np.diff(np.pad(rows, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+        widths += list(np.flatnonzero(runs.ravel() == -1) - np.flatnonzero(runs.ravel() == 1))
+    assert widths and np.median(widths) <= 4
+
+
+def test_cli_synthcity(tmp_path: Path) -> None:
+    args = ["synthcity", str(tmp_path), "--train", "2", "--val", "1", "--height", "32"]
+    assert data_cli([*args, "--width", "64", "--seed", "3", "--workers", "2"]) == 0
+    assert len(build_dataset("synthcity", tmp_path, "train")) == 2
+    assert len(build_dataset("synthcity", tmp_path, "val")) == 1
+
+
+def test_cli_reports_layout_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert data_cli(["prepare", "ade20k", str(tmp_path)]) == 1
+    assert "error:" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from training.data.layouts import (
     get_layout,
 )
 from training.data.prepare import PrepareStats, prepare_dataset
+from training.data.synthcity import write_synthcity
 from training.data.synthetic import write_tiny_dataset
 
 __all__ = [
@@ -21,5 +22,6 @@ __all__ = [
     "build_dataset",
     "get_layout",
     "prepare_dataset",
+    "write_synthcity",
     "write_tiny_dataset",
 ]
