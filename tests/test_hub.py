@@ -1,0 +1,238 @@
+"""zoo.hub against a real local Hub server (olah + the write front of tests/hub_server.py).
+
+No mock of huggingface_hub: pushes go through `HfApi` (create repo, preupload, LFS upload,
+NDJSON commit, branch, tag) and pulls through `snapshot_download`, over HTTP on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers_modeldir import make_model_dir, smooth_image
+
+import zoo
+from zoo.cards import write_card
+from zoo.config import (
+    CARD_NAME,
+    CONFIG_NAME,
+    EVAL_NAME,
+    ONNX_NAME,
+    WEIGHTS_NAME,
+    ModelConfig,
+)
+from zoo.errors import ModelNotAvailableError
+from zoo.hub import UPLOAD_FILES, download_model, push_model_dir
+from zoo.hub_cli import push_main
+from zoo.registry import HUB_NAMESPACE_ENV
+
+pytest_plugins = ["conftest_hub"]  # fixtures hub_server, hub
+
+MODEL_ID = "lraspp_mbv3_cityscapes_cpg"
+ORG = "testorg"
+EVAL = {
+    "dataset": "cityscapes",
+    "split": "val",
+    "metrics": {"mIoU": 0.4321, "pixel_acc": 0.9012, "per_class_iou": [0.5, 0.4, 0.3, 0.5]},
+    "command": "zoo eval ...",
+    "git_commit": "0123abc",
+}
+
+
+def _model_dir(root: Path, seed: int) -> Path:
+    directory = make_model_dir(root / f"model{seed}", seed=seed)
+    config = ModelConfig.load(directory)
+    config.model_id = MODEL_ID
+    config.loss = {"name": "cpg", "lambda": 1.0, "kernel_size": 3}
+    config.recipe = {"iterations": 10, "crop_size": [64, 96]}
+    config.save(directory)
+    (directory / EVAL_NAME).write_text(json.dumps(EVAL | {"seed": seed}))
+    write_card(directory, repo_id=f"{ORG}/{MODEL_ID}")
+    # Things that must never be uploaded.
+    (directory / "notes.txt").write_text("scratch")
+    (directory / "checkpoint.pt").write_bytes(b"not a pickle, but must stay local")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two model directories of the same model with different (BN-calibrated) weights."""
+    pytest.importorskip("torch")
+    root = tmp_path_factory.mktemp("models")
+    return _model_dir(root, 0), _model_dir(root, 1)
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    return smooth_image(64, 96, seed=7)
+
+
+def set_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """huggingface_hub's offline mode on (env and the constant it already read)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
+def _same_files(local: Path, pulled: Path, names: list[str]) -> None:
+    for name in names:
+        assert (pulled / name).read_bytes() == (local / name).read_bytes(), name
+
+
+def test_push_pull_load_predict(hub, model_dirs, image, monkeypatch):
+    local, _ = model_dirs
+    monkeypatch.setenv(HUB_NAMESPACE_ENV, ORG)
+    repo = f"{ORG}/{MODEL_ID}"
+    sha = push_model_dir(local, repo, tag="v1")
+
+    from huggingface_hub import HfApi
+
+    files = set(HfApi().list_repo_files(repo, revision=sha))
+    assert files == {".gitattributes", CONFIG_NAME, WEIGHTS_NAME, ONNX_NAME, EVAL_NAME, CARD_NAME}
+    pulled = download_model(repo, revision=sha, backend="all")
+    _same_files(local, pulled, [CONFIG_NAME, WEIGHTS_NAME, ONNX_NAME, EVAL_NAME, CARD_NAME])
+
+    expected = zoo.load(local, backend="onnx").predict(image)
+    assert len(np.unique(expected)) > 1, "test model must give a non-constant mask"
+    for name, backend in [(MODEL_ID, "onnx"), (f"hf-hub:{repo}@v1", "torch")]:
+        mask = zoo.load(name, backend=backend).predict(image)
+        np.testing.assert_array_equal(mask, expected, err_msg=f"{name} {backend}")
+
+
+def test_revision_pinning(hub, model_dirs, image):
+    first, second = model_dirs
+    repo = f"{ORG}/pinning"
+    sha1 = push_model_dir(first, repo, tag="v1")
+    sha2 = push_model_dir(second, repo)
+    assert sha1 != sha2
+    assert (second / WEIGHTS_NAME).read_bytes() != (first / WEIGHTS_NAME).read_bytes()
+
+    def weights(revision: str | None) -> bytes:
+        return (
+            download_model(repo, revision=revision, backend="torch") / WEIGHTS_NAME
+        ).read_bytes()
+
+    assert weights(None) == (second / WEIGHTS_NAME).read_bytes()
+    assert weights("main") == (second / WEIGHTS_NAME).read_bytes()
+    assert weights(sha1) == (first / WEIGHTS_NAME).read_bytes()
+    assert weights("v1") == (first / WEIGHTS_NAME).read_bytes()
+    assert download_model(f"hf-hub:{repo}@{sha1}").name == sha1
+
+    old = zoo.load(f"hf-hub:{repo}@v1", backend="onnx").predict(image)
+    new = zoo.load(f"hf-hub:{repo}", backend="onnx").predict(image)
+    np.testing.assert_array_equal(old, zoo.load(first, backend="onnx").predict(image))
+    np.testing.assert_array_equal(new, zoo.load(second, backend="onnx").predict(image))
+    assert not np.array_equal(old, new), "the two weight sets should segment differently"
+
+
+def test_cli_push_to_branch_and_tag(hub, model_dirs, capsys):
+    first, second = model_dirs
+    repo = f"{ORG}/branches"
+    assert push_main([str(first), "--repo", repo, "--private"]) == 0
+    code = push_main([str(second), "--repo", repo, "--revision", "dev", "--tag", "dev-1"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"to {repo}@dev: commit" in out and "tagged dev-1" in out
+    for revision, source in [("dev", second), ("dev-1", second), ("main", first)]:
+        pulled = download_model(repo, revision=revision, backend="onnx")
+        _same_files(source, pulled, [ONNX_NAME])
+    # A tag is a release pin: reusing it is an error, reported by the CLI.
+    assert push_main([str(first), "--repo", repo, "--tag", "dev-1"]) == 2
+    assert "tag 'dev-1' already exists" in capsys.readouterr().err
+
+
+def test_backend_downloads_only_its_files(hub, model_dirs, tmp_path):
+    local, _ = model_dirs
+    repo = f"{ORG}/patterns"
+    sha = push_model_dir(local, repo)
+    metadata = {CONFIG_NAME, EVAL_NAME, CARD_NAME}
+    cases = {"onnx": metadata | {ONNX_NAME}, "torch": metadata | {WEIGHTS_NAME}}
+    for backend, expected in cases.items():
+        start = len(hub.requests)
+        path = download_model(repo, backend=backend, cache_dir=tmp_path / backend)
+        assert {p.name for p in path.iterdir()} == expected, backend
+        fetched = {
+            line.rsplit("/", 1)[-1]
+            for line in hub.requests[start:]
+            if line.startswith("GET ") and f"/resolve/{sha}/" in line
+        }
+        assert fetched == expected, backend
+    with pytest.raises(ModelNotAvailableError, match=r"has no model\.int8\.onnx"):
+        download_model(repo, backend="onnx", precision="int8")
+    with pytest.raises(ValueError, match="unknown backend"):
+        download_model(repo, backend="tensorflow")
+
+
+def test_offline_reuse_from_cache(hub, model_dirs, image, monkeypatch):
+    local, _ = model_dirs
+    repo = f"{ORG}/offline"
+    push_model_dir(local, repo, tag="v1")
+    online = download_model(repo, backend="onnx")
+    pinned = download_model(repo, revision="v1", backend="onnx")
+    expected = zoo.load(local, backend="onnx").predict(image)
+    hub.stop()
+    try:
+        # Server gone, offline mode not set: huggingface_hub falls back to the cache.
+        assert download_model(repo, backend="onnx") == online
+        set_offline(monkeypatch)
+        assert download_model(repo, backend="onnx") == online
+        assert download_model(repo, revision="v1", backend="onnx") == pinned
+        mask = zoo.load(f"hf-hub:{repo}", backend="onnx").predict(image)
+        np.testing.assert_array_equal(mask, expected)
+        with pytest.raises(ModelNotAvailableError, match="not in the local Hub cache"):
+            download_model(f"{ORG}/never-pulled")
+        with pytest.raises(ModelNotAvailableError, match="not in the local Hub cache"):
+            download_model(repo, backend="torch")  # only the ONNX files are cached
+    finally:
+        hub.start()
+
+
+def test_missing_repo_and_revision_errors(hub, model_dirs, monkeypatch):
+    monkeypatch.setenv(HUB_NAMESPACE_ENV, ORG)
+    unpublished = "lraspp_mbv3_ade20k_cpg"
+    with pytest.raises(ModelNotAvailableError) as info:
+        download_model(f"{ORG}/{unpublished}")
+    message = str(info.value)
+    assert f"{unpublished} is not published at {ORG}/{unpublished} yet" in message
+    assert f"zoo train {unpublished}" in message
+    with pytest.raises(ModelNotAvailableError, match="not published"):
+        zoo.load(unpublished)
+    with pytest.raises(ModelNotAvailableError, match=f"no model repo {ORG}/nothing-here"):
+        download_model(f"hf-hub:{ORG}/nothing-here")
+
+    repo = f"{ORG}/revisions"
+    push_model_dir(model_dirs[0], repo, tag="v1")
+    with pytest.raises(ModelNotAvailableError, match=r"revision 'v9' not found .*tags: v1"):
+        download_model(repo, revision="v9")
+
+
+def test_push_rejects_invalid_model_dirs(hub, model_dirs, tmp_path, capsys):
+    repo = f"{ORG}/invalid"
+    with pytest.raises(ValueError, match="not a valid model directory"):
+        push_model_dir(tmp_path, repo)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / CONFIG_NAME).write_bytes((model_dirs[0] / CONFIG_NAME).read_bytes())
+    with pytest.raises(ValueError, match=r"has no model\.safetensors"):
+        push_model_dir(broken, repo)
+    (broken / WEIGHTS_NAME).write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        push_model_dir(broken, repo)
+    assert push_main([str(broken), "--repo", repo]) == 2
+    assert "zoo push: " in capsys.readouterr().err
+    assert not (hub.mirrors / "models" / repo).exists(), "nothing is created for a bad dir"
+
+
+def test_push_writes_a_missing_card(hub, model_dirs, tmp_path):
+    import shutil
+
+    directory = tmp_path / "nocard"
+    shutil.copytree(model_dirs[0], directory)
+    (directory / CARD_NAME).unlink()
+    push_model_dir(directory, f"{ORG}/nocard")
+    pulled = download_model(f"{ORG}/nocard", backend="onnx")
+    assert (pulled / CARD_NAME).read_text() == (directory / CARD_NAME).read_text()
+    assert set(UPLOAD_FILES) >= {p.name for p in pulled.iterdir()}

@@ -1,0 +1,295 @@
+"""Pull model directories from, and push them to, the Hugging Face Hub.
+
+A Hub repo holds a model directory (see `zoo.config`). Pulls go through `huggingface_hub`'s
+`snapshot_download` with `allow_patterns`, so a backend fetches only its own files into the
+standard Hub cache (`HF_HOME` / `HF_HUB_CACHE`), revisions (branch, tag or commit sha) pin
+exactly, and `HF_HUB_OFFLINE=1` reuses what is cached. Only JSON, Markdown, safetensors and
+ONNX files are ever fetched: nothing from the Hub is unpickled.
+
+`HF_ENDPOINT` selects the server (a mirror, or a local test server).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from zoo.config import (
+    CARD_NAME,
+    CONFIG_NAME,
+    EVAL_NAME,
+    ONNX_FP16_NAME,
+    ONNX_INT8_NAME,
+    ONNX_NAME,
+    WEIGHTS_NAME,
+    ModelConfig,
+)
+from zoo.errors import ModelNotAvailableError
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("onnx", "torch", "all")
+ONNX_FILES: dict[str, str] = {"fp32": ONNX_NAME, "int8": ONNX_INT8_NAME, "fp16": ONNX_FP16_NAME}
+# Files every backend fetches when the repo has them (not required).
+METADATA_FILES = (CONFIG_NAME, EVAL_NAME, CARD_NAME)
+# Everything a push may upload; nothing else in a model directory goes up.
+UPLOAD_FILES = (CONFIG_NAME, WEIGHTS_NAME, *ONNX_FILES.values(), EVAL_NAME, CARD_NAME)
+HF_HUB_PREFIX = "hf-hub:"
+
+
+def required_files(backend: str = "onnx", precision: str = "fp32") -> list[str]:
+    """The files `backend` cannot run without (config and weights)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return [CONFIG_NAME, WEIGHTS_NAME]
+    if backend == "all":
+        return [CONFIG_NAME, WEIGHTS_NAME, ONNX_NAME]
+    if precision not in ONNX_FILES:
+        raise ValueError(
+            f"unknown precision {precision!r} for the onnx backend; "
+            f"expected one of {', '.join(ONNX_FILES)}"
+        )
+    return [CONFIG_NAME, ONNX_FILES[precision]]
+
+
+def backend_files(backend: str = "onnx", precision: str = "fp32") -> list[str]:
+    """The `allow_patterns` of a pull: the backend's required files plus the metadata files."""
+    files = required_files(backend, precision)
+    extra = list(ONNX_FILES.values()) if backend == "all" else []
+    return list(dict.fromkeys([*files, *extra, *METADATA_FILES]))
+
+
+def parse_hub_name(name: str) -> tuple[str, str | None]:
+    """`"hf-hub:org/repo@rev"` (prefix optional) -> `("org/repo", "rev" or None)`."""
+    text = name.removeprefix(HF_HUB_PREFIX)
+    repo_id, _, revision = text.partition("@")
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ValueError(f"{name!r} is not a Hub model name: expected hf-hub:org/name[@revision]")
+    return repo_id, revision or None
+
+
+def _registry_id(repo_id: str) -> str | None:
+    """The registry id a repo stands for, if its name is one."""
+    from zoo.registry import MODELS
+
+    name = repo_id.rsplit("/", 1)[-1]
+    return name if name in MODELS else None
+
+
+def _at(repo_id: str, revision: str | None) -> str:
+    return f"{repo_id}@{revision}" if revision else repo_id
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+def _refs_hint(repo_id: str, token: str | bool | None) -> str | None:
+    """ "branches: ...; tags: ..." of a repo that exists, or None when it cannot be listed."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        refs = HfApi(token=token).list_repo_refs(repo_id)
+    except (HfHubHTTPError, OSError):
+        return None
+    branches = ", ".join(ref.name for ref in refs.branches) or "none"
+    tags = ", ".join(ref.name for ref in refs.tags) or "none"
+    return f"branches: {branches}; tags: {tags}"
+
+
+def _not_found_message(repo_id: str, revision: str | None, token: str | bool | None) -> str:
+    if revision is not None:
+        refs = _refs_hint(repo_id, token)
+        if refs is not None:
+            return (
+                f"revision {revision!r} not found in {repo_id} ({refs}): "
+                "pass an existing branch, tag or commit sha"
+            )
+    model_id = _registry_id(repo_id)
+    if model_id is not None:
+        return (
+            f"{model_id} is not published at {repo_id} yet: train it with "
+            f"`zoo train {model_id}`, export it with `zoo export`, and push it with "
+            f"`zoo push MODEL_DIR --repo {repo_id}`; or pass a local model directory "
+            "(set CPG_ZOO_HUB_NAMESPACE if the zoo lives under another organisation)"
+        )
+    return (
+        f"no model repo {repo_id} on {_endpoint()} (or it is private or gated: log in with "
+        "`hf auth login` or pass a token); check the name, or pass a local model directory"
+    )
+
+
+@dataclass(frozen=True)
+class _Pull:
+    repo_id: str
+    revision: str | None
+    backend: str
+    precision: str
+
+
+def download_model(
+    repo_id: str,
+    revision: str | None = None,
+    backend: str = "onnx",
+    precision: str = "fp32",
+    *,
+    token: str | bool | None = None,
+    cache_dir: str | Path | None = None,
+    local_files_only: bool = False,
+) -> Path:
+    """Download the files `backend` needs from Hub repo `repo_id` at `revision`; return the dir.
+
+    `backend`: "onnx" (config, eval, card, the ONNX file of `precision`: fp32, int8 or fp16),
+    "torch" (config, eval, card, model.safetensors) or "all". `revision`: branch, tag or commit
+    sha (default: main). The result is a snapshot folder of the standard Hub cache; a second
+    call, or any call under `HF_HUB_OFFLINE=1`, reuses it. Raises `ModelNotAvailableError`
+    saying which and what to do when the repo, the revision or the backend's files are missing,
+    or when the Hub is unreachable and the files are not cached.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    repo_id, name_revision = parse_hub_name(repo_id)
+    revision = revision or name_revision
+    needed = required_files(backend, precision)
+    patterns = backend_files(backend, precision)
+    where = _at(repo_id, revision)
+    try:
+        folder = snapshot_download(
+            repo_id,
+            revision=revision,
+            allow_patterns=patterns,
+            token=token,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+        )
+    except RevisionNotFoundError:
+        raise ModelNotAvailableError(_not_found_message(repo_id, revision, token)) from None
+    except RepositoryNotFoundError:
+        raise ModelNotAvailableError(_not_found_message(repo_id, revision, token)) from None
+    except LocalEntryNotFoundError as error:
+        raise ModelNotAvailableError(
+            f"{where} is not in the local Hub cache and the Hub at {_endpoint()} cannot be "
+            "reached (offline, HF_HUB_OFFLINE=1 or local_files_only): download it once while "
+            f"online, or pass a local model directory ({type(error).__name__}: "
+            f"{str(error).splitlines()[0]})"
+        ) from error
+    except HfHubHTTPError as error:
+        raise ModelNotAvailableError(
+            f"the Hub at {_endpoint()} failed while fetching {where}: {error}"
+        ) from error
+    path = Path(folder)
+    missing = [name for name in needed if not (path / name).is_file()]
+    if missing:
+        present = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+        raise ModelNotAvailableError(
+            f"{where} has no {', '.join(missing)} for backend={backend!r} "
+            f"precision={precision!r} (fetched: {', '.join(present) or 'nothing'}): "
+            "use another backend/precision, or export and push the missing files"
+        )
+    return path
+
+
+def validate_model_dir(model_dir: str | Path) -> ModelConfig:
+    """Check that `model_dir` is a pushable model directory; return its config.
+
+    Needs a loadable `config.json` and `model.safetensors` with a readable header; checks
+    that `eval.json` (if present) is a JSON object and that ONNX files are not empty.
+    """
+    from safetensors import safe_open
+
+    directory = Path(model_dir)
+    if not directory.is_dir():
+        raise ValueError(f"{directory} is not a directory")
+    try:
+        config = ModelConfig.load(directory)
+    except (FileNotFoundError, ValueError, TypeError) as error:
+        raise ValueError(f"{directory} is not a valid model directory: {error}") from None
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise ValueError(f"{directory} has no {WEIGHTS_NAME}: export the model first")
+    try:
+        with safe_open(str(weights), framework="numpy") as handle:
+            if not list(handle.keys()):
+                raise ValueError(f"{weights} holds no tensors")
+    except ValueError:
+        raise
+    except Exception as error:
+        raise ValueError(f"{weights} is not a readable safetensors file: {error}") from None
+    for name in ONNX_FILES.values():
+        onnx_path = directory / name
+        if onnx_path.exists() and onnx_path.stat().st_size == 0:
+            raise ValueError(f"{onnx_path} is empty")
+    eval_path = directory / EVAL_NAME
+    if eval_path.exists():
+        try:
+            data = json.loads(eval_path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{eval_path} is not valid JSON: {error}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{eval_path} must hold a JSON object")
+    return config
+
+
+def push_model_dir(
+    model_dir: str | Path,
+    repo_id: str,
+    revision: str | None = None,
+    tag: str | None = None,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str | None = None,
+) -> str:
+    """Upload a model directory to Hub repo `repo_id`; return the commit sha.
+
+    Creates the repo if needed (`private` applies only then) and branch `revision` if it does
+    not exist yet, uploads only the model-directory files (`UPLOAD_FILES`), and tags the
+    commit with `tag` if given (an existing tag is an error: tags pin releases). A missing
+    `README.md` is generated first with `zoo.cards`.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    directory = Path(model_dir)
+    config = validate_model_dir(directory)
+    if not (directory / CARD_NAME).is_file():
+        from zoo.cards import write_card
+
+        write_card(directory)
+        logger.info("wrote a model card to %s", directory / CARD_NAME)
+    files = [name for name in UPLOAD_FILES if (directory / name).is_file()]
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    if revision is not None and revision != "main":
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    label = config.model_id or f"{config.arch} {config.dataset}"
+    commit = api.upload_folder(
+        repo_id=repo_id,
+        folder_path=directory,
+        revision=revision,
+        allow_patterns=files,
+        commit_message=commit_message or f"Upload {label} ({', '.join(files)})",
+    )
+    sha = commit.oid
+    if tag is not None:
+        try:
+            api.create_tag(repo_id, tag=tag, revision=sha, tag_message=f"{label} {tag}")
+        except HfHubHTTPError as error:
+            if error.response is not None and error.response.status_code == 409:
+                raise ValueError(
+                    f"tag {tag!r} already exists in {repo_id}; commit {sha} was pushed "
+                    "untagged: choose a new tag"
+                ) from None
+            raise
+    return sha
