@@ -40,6 +40,9 @@ def test_lut_matches_class_count(name: str) -> None:
     assert lut.dtype == np.uint8 and lut.shape == (256,)
     used = set(lut.tolist()) - {255}
     assert used == set(range(get_dataset_info(name).num_classes))
+    raw_max = {"cityscapes": 33, "synthcity": 33, "ade20k": 150, "cocostuff": 181}[name]
+    assert (lut[raw_max + 1 :] == 255).all()  # out-of-range raw values are ignored
+    assert list(lut[lut != 255]) == sorted(lut[lut != 255])  # order of raw ids is kept
 
 
 @pytest.mark.parametrize("name", sorted(KNOWN))
@@ -59,7 +62,7 @@ def test_reader_maps_raw_labels_and_prepare_is_identical(name: str, tmp_path: Pa
         assert set(mask[torch.from_numpy(label == value)].tolist()) == {train_id}
 
     before = {split: [d[i][1] for i in range(len(d))] for split, d in raw.items()}
-    assert prepare_dataset(name, root, workers=1, progress=False) == (3, 0)
+    assert prepare_dataset(name, root, workers=2, progress=False) == (3, 0)
     for split in ("train", "val"):
         prepared = build_dataset(name, root, split)
         assert all(s.train_ids for s in prepared.samples)
@@ -68,7 +71,7 @@ def test_reader_maps_raw_labels_and_prepare_is_identical(name: str, tmp_path: Pa
             assert torch.equal(prepared[i][1], before[split][i])
     # Idempotent: a second run converts nothing and leaves the files alone.
     stamp = prepared.files[0][1].stat().st_mtime_ns
-    assert prepare_dataset(name, root, workers=2, progress=False) == (0, 3)
+    assert prepare_dataset(name, root, progress=False) == (0, 3)
     assert prepared.files[0][1].stat().st_mtime_ns == stamp
     assert not list(Path(root).rglob("*.tmp"))
 

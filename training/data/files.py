@@ -7,7 +7,7 @@ from pathlib import Path
 
 from training.data.layouts import DatasetLayout, DatasetLayoutError
 
-_LISTED = 8  # how many names an error message lists
+_LISTED = 5  # how many names an error message lists
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,8 @@ def find_samples(layout: DatasetLayout, root: str | Path, split: str) -> list[Sa
     label_folder = layout.label_folder(root, split)
     image_pattern = image_folder / (layout.stem_glob + layout.image_suffix)
     what = f"{layout.name} {split!r} split"
+    if layout.root_subdir:
+        what += f" (root: {layout.root_subdir} or the folder holding it)"
     if not image_folder.is_dir():
         raise DatasetLayoutError(
             f"{what}: expected images under {image_pattern}; {describe_missing(image_folder)}"

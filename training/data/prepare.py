@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from tqdm import tqdm
 
 from training.data.dataset import to_train_ids
 from training.data.files import find_samples
 from training.data.io import read_label, save_png_atomic
 from training.data.layouts import get_layout
+from training.data.parallel import run_jobs
 
 
 class PrepareStats(NamedTuple):
@@ -35,11 +33,17 @@ def prepare_dataset(
 
     Converted labels go where the reader looks first (`DatasetLayout.trainid_dir`); labels
     converted before are skipped, so running it again is cheap and safe. Every split whose
-    image folder exists is converted; none existing is an error naming the expected folder.
+    image folder exists is converted (other than train/val: only when it has labels); a
+    missing or broken layout is a `DatasetLayoutError` naming what was expected.
     """
     layout = get_layout(name)
     base = layout.resolve_root(root)
-    splits = [s for s in layout.splits if layout.image_folder(base, s).is_dir()] or ["train"]
+    splits = [
+        split
+        for split in layout.splits
+        if layout.image_folder(base, split).is_dir()
+        and (split in ("train", "val") or layout.label_folder(base, split).is_dir())
+    ] or ["train"]
     jobs, skipped = [], 0
     for split in splits:
         folder = layout.trainid_folder(base, split)
@@ -49,15 +53,5 @@ def prepare_dataset(
             else:
                 target = folder / (sample.stem + layout.trainid_suffix)
                 jobs.append((sample.label, target, layout.lut))
-    workers = min(os.cpu_count() or 1, 8) if workers is None else workers
-    bar = tqdm(total=len(jobs), desc=f"prepare {name}", unit="label", disable=not progress)
-    with bar:
-        if workers <= 1 or len(jobs) < 2:
-            for job in jobs:
-                _convert(job)
-                bar.update()
-        else:
-            with ProcessPoolExecutor(workers) as pool:
-                for _ in pool.map(_convert, jobs, chunksize=16):
-                    bar.update()
+    run_jobs(_convert, jobs, workers, desc=f"prepare {name}", unit="label", progress=progress)
     return PrepareStats(len(jobs), skipped)

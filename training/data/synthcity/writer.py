@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from training.data.io import save_png_atomic
 from training.data.layouts import CITYSCAPES_LUT
+from training.data.parallel import run_jobs
 from training.data.synthcity.scene import render_frame
 
 
@@ -52,14 +50,5 @@ def write_synthcity(
         for split, n in (("train", n_train), ("val", n_val))
         for i in range(n)
     ]
-    workers = min(os.cpu_count() or 1, 8) if workers is None else workers
-    with tqdm(total=len(jobs), desc="synthcity", unit="frame", disable=not progress) as bar:
-        if workers <= 1 or len(jobs) < 4:
-            for job in jobs:
-                _write_frame(job)
-                bar.update()
-        else:
-            with ProcessPoolExecutor(workers) as pool:
-                for _ in pool.map(_write_frame, jobs, chunksize=4):
-                    bar.update()
+    run_jobs(_write_frame, jobs, workers, desc="synthcity", unit="frame", progress=progress)
     return root
