@@ -331,3 +331,17 @@ def test_bad_config(model_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="class names"):
         zoo.load(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("shape", "size"), [((5, 37, 53), (150, 301)), ((3, 10, 10), (7, 13)), ((4, 1, 1), (5, 5))]
+)
+def test_argmax_resized_matches_full_interpolation(shape: tuple, size: tuple) -> None:
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(shape, dtype=np.float32)
+    coarse = rng.standard_normal((shape[0], 4, 5), dtype=np.float32)
+    smooth = preprocess.resize_logits(coarse, shape[1:])  # mostly agreeing neighbours
+    for logits in (noise, smooth):
+        expected = preprocess.resize_logits(logits, size).argmax(axis=0)
+        assert np.array_equal(preprocess.argmax_resized(logits, size, np.uint8), expected)
+        assert np.array_equal(preprocess.class_argmax(logits, np.int32), logits.argmax(axis=0))

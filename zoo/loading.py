@@ -127,7 +127,7 @@ def _download(repo_id: str, revision: str | None, backend: str, precision: str, 
             path = Path(download_model(repo_id, revision=revision, backend="torch"))
         except ModelNotAvailableError:
             raise _with_label(error, label, repo_id) from None
-    if backend == "auto" and not (path / ONNX_NAME).is_file():
+    if backend == "auto" and not (path / ONNX_FILES[precision]).is_file():
         path = Path(download_model(repo_id, revision=revision, backend="torch"))
     return path
 
@@ -135,7 +135,7 @@ def _download(repo_id: str, revision: str | None, backend: str, precision: str, 
 def _with_label(error: ModelNotAvailableError, label: str, repo_id: str) -> ModelNotAvailableError:
     """The hub's error, prefixed with the name the user gave (and a hint for registry ids)."""
     message = str(error)
-    if label in MODELS:
+    if label in MODELS and "publish" not in message.lower():
         message += (
             f" Registry id {label!r} maps to Hub repo {repo_id!r}; it may not be trained and "
             "published yet (see its model card), or pass a local model directory instead."

@@ -1,0 +1,182 @@
+"""Benchmark `zoo predict` (batch prediction, end to end) on 1024x2048 frames, CPU.
+
+    python bench/predict.py [--frames 200] [--workdir /tmp/cpg-zoo-bench-predict]
+
+Generates the frames once (SynthCity street scenes when `training.data.synthcity` is
+importable, else smooth random images) and an lraspp_mbv3 Cityscapes model directory with
+random, BatchNorm-calibrated weights (speed does not depend on training), then times
+`zoo predict FOLDER --model DIR --device cpu` for ONNX Runtime and torch, with the default
+`--max-side` (1024: frames run at 512x1024) and at full resolution (`--max-side 0`). Images/s
+include decoding, inference, upsampling, PNG encoding and writing. Writes the table into the
+"## Batch prediction" section of docs/benchmarks.md (`--no-docs` to skip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.helpers_modeldir import make_model_dir, smooth_image  # noqa: E402
+from zoo.predict_cli import main as predict_main  # noqa: E402
+
+SECTION = "## Batch prediction"
+DOCS = ROOT / "docs" / "benchmarks.md"
+
+
+def generate_frames(folder: Path, count: int, size: tuple[int, int]) -> str:
+    """Write `count` PNG frames into `folder` (kept between runs); return their source."""
+    try:
+        from training.data.synthcity import frame_rng, render_frame
+
+        source = "SynthCity street scenes"
+
+        def frame(i: int) -> np.ndarray:
+            return render_frame(frame_rng(0, "val", i), size)[0]
+    except ImportError:
+        source = "smooth random images"
+
+        def frame(i: int) -> np.ndarray:
+            return smooth_image(*size, seed=i)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        path = folder / f"frame_{i:04d}.png"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp.png")
+            Image.fromarray(frame(i)).save(tmp)
+            tmp.replace(path)
+    return source
+
+
+def cpu_model() -> str:
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def run(frames: Path, model: Path, out: Path, backend: str, max_side: str | None) -> float:
+    """Seconds for one `zoo predict` over the folder."""
+    shutil.rmtree(out, ignore_errors=True)
+    argv = [str(frames), "--model", str(model), "--backend", backend, "--device", "cpu"]
+    argv += ["--out", str(out), "--quiet"]
+    if max_side is not None:
+        argv += ["--max-side", max_side]
+    start = time.perf_counter()
+    code = predict_main(argv)
+    elapsed = time.perf_counter() - start
+    if code != 0:
+        raise SystemExit(f"zoo predict failed with exit code {code}")
+    return elapsed
+
+
+def write_section(text: str) -> None:
+    """Replace (or append) the "## Batch prediction" section of docs/benchmarks.md."""
+    DOCS.parent.mkdir(parents=True, exist_ok=True)
+    old = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    lines = old.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
+    if start is None:
+        new = old.rstrip("\n") + "\n\n" + text
+    else:
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+        new = (
+            "".join(lines[:start])
+            + text
+            + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
+        )
+    tmp = DOCS.with_suffix(".md.tmp")
+    tmp.write_text(new)
+    tmp.replace(DOCS)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--height", type=int, default=1024)
+    parser.add_argument("--width", type=int, default=2048)
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cpg-zoo-bench-predict"
+    )
+    parser.add_argument("--backends", default="onnx,torch")
+    parser.add_argument("--no-docs", action="store_true")
+    args = parser.parse_args()
+
+    size = (args.height, args.width)
+    frames = args.workdir / f"frames_{args.height}x{args.width}_{args.frames}"
+    t0 = time.perf_counter()
+    source = generate_frames(frames, args.frames, size)
+    print(f"{args.frames} frames ({source}) in {frames} [{time.perf_counter() - t0:.0f} s]")
+    model = args.workdir / "lraspp_mbv3_cityscapes_random"
+    if not (model / "model.onnx").exists():
+        make_model_dir(model, num_classes=19, input_size=(512, 1024))
+
+    rows = []
+    for backend in args.backends.split(","):
+        for label, max_side in (
+            ("default (1024 -> runs at 512x1024)", None),
+            ("0 (full res)", "0"),
+        ):
+            seconds = run(frames, model, args.workdir / "out", backend, max_side)
+            rate = args.frames / seconds
+            print(f"{backend:6s} max-side {label:36s} {seconds:7.1f} s  {rate:6.2f} images/s")
+            rows.append((backend, label, seconds, rate))
+
+    command = "python bench/predict.py" + (f" --frames {args.frames}" if args.frames != 200 else "")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    import onnxruntime
+    import torch
+
+    table = [
+        "| backend | --max-side | seconds | images/s |",
+        "|---|---|---|---|",
+        *[f"| {b} | {label} | {s:.1f} | {r:.2f} |" for b, label, s, r in rows],
+    ]
+    text = "\n".join(
+        [
+            SECTION,
+            "",
+            f"`zoo predict FOLDER --model DIR --device cpu` over {args.frames} PNG frames of "
+            f"{args.width}x{args.height} ({source}), lraspp_mbv3 with 19 classes and random, "
+            "BatchNorm-calibrated weights (speed does not depend on training). End to end: "
+            "decoding (2 prefetch threads), inference, logit upsampling, palette-PNG encoding and "
+            "atomic writes, batch size 1.",
+            "",
+            *table,
+            "",
+            f"- command: `{command}`",
+            f"- machine: {os.cpu_count()} CPU cores (nproc), {cpu_model()}, no GPU; shared with "
+            "other jobs while measured, so figures are noisy (expect +-20%)",
+            f"- software: Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}"
+            f" (CPUExecutionProvider), torch {torch.__version__}",
+            f"- date: {now}",
+            "",
+        ]
+    )
+    print(text)
+    if not args.no_docs:
+        write_section(text)
+        print(f"wrote the {SECTION!r} section of {DOCS}")
+
+
+if __name__ == "__main__":
+    main()
