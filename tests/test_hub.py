@@ -149,7 +149,11 @@ def test_backend_downloads_only_its_files(hub, model_dirs, tmp_path):
     repo = f"{ORG}/patterns"
     sha = push_model_dir(local, repo)
     metadata = {CONFIG_NAME, EVAL_NAME, CARD_NAME}
-    cases = {"onnx": metadata | {ONNX_NAME}, "torch": metadata | {WEIGHTS_NAME}}
+    cases = {
+        "onnx": metadata | {ONNX_NAME},
+        "torch": metadata | {WEIGHTS_NAME},
+        "all": metadata | {ONNX_NAME, WEIGHTS_NAME},
+    }
     for backend, expected in cases.items():
         start = len(hub.requests)
         path = download_model(repo, backend=backend, cache_dir=tmp_path / backend)

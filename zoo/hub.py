@@ -46,7 +46,7 @@ def required_files(backend: str = "onnx", precision: str = "fp32") -> list[str]:
     if backend == "torch":
         return [CONFIG_NAME, WEIGHTS_NAME]
     if backend == "all":
-        return [CONFIG_NAME, WEIGHTS_NAME, ONNX_NAME]
+        return [CONFIG_NAME]  # plus at least one runnable file, checked after the pull
     if precision not in ONNX_FILES:
         raise ValueError(
             f"unknown precision {precision!r} for the onnx backend; "
@@ -58,14 +58,21 @@ def required_files(backend: str = "onnx", precision: str = "fp32") -> list[str]:
 def backend_files(backend: str = "onnx", precision: str = "fp32") -> list[str]:
     """The `allow_patterns` of a pull: the backend's required files plus the metadata files."""
     files = required_files(backend, precision)
-    extra = list(ONNX_FILES.values()) if backend == "all" else []
+    extra = [WEIGHTS_NAME, *ONNX_FILES.values()] if backend == "all" else []
     return list(dict.fromkeys([*files, *extra, *METADATA_FILES]))
 
 
 def parse_hub_name(name: str) -> tuple[str, str | None]:
-    """`"hf-hub:org/repo@rev"` (prefix optional) -> `("org/repo", "rev" or None)`."""
+    """`"hf-hub:org/repo@rev"` (prefix optional) -> `("org/repo", "rev" or None)`.
+
+    A registry id (`"lraspp_mbv3_cityscapes_cpg@v1"`) stands for its `spec.hub_repo`.
+    """
+    from zoo.registry import MODELS
+
     text = name.removeprefix(HF_HUB_PREFIX)
     repo_id, _, revision = text.partition("@")
+    if repo_id in MODELS:
+        repo_id = MODELS[repo_id].hub_repo
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ValueError(f"{name!r} is not a Hub model name: expected hf-hub:org/name[@revision]")
     return repo_id, revision or None
@@ -191,6 +198,9 @@ def download_model(
         ) from error
     path = Path(folder)
     missing = [name for name in needed if not (path / name).is_file()]
+    runnable = (WEIGHTS_NAME, *ONNX_FILES.values())
+    if backend == "all" and not any((path / name).is_file() for name in runnable):
+        missing.append(f"weights (any of {', '.join(runnable)})")
     if missing:
         present = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
         raise ModelNotAvailableError(
