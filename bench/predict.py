@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -37,28 +38,37 @@ SECTION = "## Batch prediction"
 DOCS = ROOT / "docs" / "benchmarks.md"
 
 
+def _synthcity_frame(index: int, size: tuple[int, int]) -> np.ndarray:
+    from training.data.synthcity import frame_rng, render_frame
+
+    return render_frame(frame_rng(0, "val", index), size)[0]
+
+
+def _smooth_frame(index: int, size: tuple[int, int]) -> np.ndarray:
+    return smooth_image(*size, seed=index)
+
+
+def _write_frame(job: tuple[Path, int, tuple[int, int], bool]) -> None:
+    path, index, size, synthcity = job
+    frame = (_synthcity_frame if synthcity else _smooth_frame)(index, size)
+    tmp = path.with_suffix(".tmp.png")
+    Image.fromarray(frame).save(tmp)
+    tmp.replace(path)
+
+
 def generate_frames(folder: Path, count: int, size: tuple[int, int]) -> str:
     """Write `count` PNG frames into `folder` (kept between runs); return their source."""
     try:
-        from training.data.synthcity import frame_rng, render_frame
+        import training.data.synthcity  # noqa: F401
 
-        source = "SynthCity street scenes"
-
-        def frame(i: int) -> np.ndarray:
-            return render_frame(frame_rng(0, "val", i), size)[0]
+        synthcity, source = True, "SynthCity street scenes"
     except ImportError:
-        source = "smooth random images"
-
-        def frame(i: int) -> np.ndarray:
-            return smooth_image(*size, seed=i)
-
+        synthcity, source = False, "smooth random images"
     folder.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        path = folder / f"frame_{i:04d}.png"
-        if not path.exists():
-            tmp = path.with_suffix(".tmp.png")
-            Image.fromarray(frame(i)).save(tmp)
-            tmp.replace(path)
+    jobs = [(folder / f"frame_{i:04d}.png", i, size, synthcity) for i in range(count)]
+    jobs = [job for job in jobs if not job[0].exists()]
+    with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
+        list(pool.map(_write_frame, jobs))
     return source
 
 
