@@ -159,6 +159,25 @@ def test_rgb_label_is_rejected(tmp_path: Path) -> None:
         dataset[0]
 
 
+def test_palette_label_reads_as_indices(tmp_path: Path) -> None:
+    write_tiny_dataset("ade20k", tmp_path, n_train=1, n_val=0)
+    dataset = build_dataset("ade20k", tmp_path, "train")
+    _, expected = dataset[0]
+    label_path = dataset.files[0][1]
+    palette = Image.open(label_path).convert("P")  # same indices, with a colour palette
+    palette.putpalette(list(np.random.default_rng(0).integers(0, 256, 768)))
+    palette.save(label_path)
+    assert Image.open(label_path).mode == "P"
+    assert torch.equal(dataset[0][1], expected)
+
+
+def test_image_folder_that_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images/train2017").write_text("")
+    with pytest.raises(DatasetLayoutError, match="train2017 is not a folder"):
+        build_dataset("cocostuff", tmp_path, "train")
+
+
 def test_size_mismatch_and_bad_train_ids(tmp_path: Path) -> None:
     write_tiny_dataset("cityscapes", tmp_path, n_train=1, n_val=0)
     prepare_dataset("cityscapes", tmp_path, workers=1, progress=False)

@@ -29,6 +29,8 @@ def _listing(folder: Path) -> str:
 
 def describe_missing(path: Path) -> str:
     """'P does not exist; A contains: ...' with A the deepest existing ancestor of `path`."""
+    if path.exists():
+        return f"{path} is not a folder"
     ancestor = path
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent

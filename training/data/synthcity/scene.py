@@ -276,47 +276,38 @@ def _backdrop(rng: np.random.Generator, canvas: Canvas, z_end: float) -> None:
 
 def _objects(rng: np.random.Generator, st: Street, segs: list[dict]) -> list[tuple]:
     """(x, z, maker) of every billboard object in the scene."""
-    objects: list[tuple[float, float, Callable]] = []
-    edge, outer = st.edge, st.outer
-    for s, sign in ((0, -1), (1, 1)):
-        seg = segs[s]
+    things: list[tuple[float, float, Callable]] = []
+    for s, sign in ((0, -1), (1, 1)):  # left, right
+        curb, walk, seg = st.edge[s], st.walk[s], segs[s]
         for k in np.flatnonzero(seg["kind"] == 2):  # trees in the gaps between buildings
-            for z in np.arange(
-                seg["start"][k] + rng.uniform(1, 5), seg["end"][k], rng.uniform(5, 9)
-            ):
-                objects.append((st.facade[s] - sign * rng.uniform(-1.5, 1.0), z, tree))
-        if st.verge[s] > 1.0:
+            first, step = seg["start"][k] + rng.uniform(1, 5), rng.uniform(5, 9)
+            for z in np.arange(first, seg["end"][k], step):
+                things.append((st.facade[s] - sign * rng.uniform(-1.5, 1.0), z, tree))
+        if st.verge[s] > 1.0:  # an avenue of trees on the verge
             for z in np.arange(rng.uniform(3, 10), st.z_end, rng.uniform(8, 20)):
-                objects.append((outer[s] + sign * st.verge[s] / 2, z, tree))
+                things.append((st.outer[s] + sign * st.verge[s] / 2, z, tree))
         z = rng.uniform(2, 12)
         while z < min(st.z_end, 120):  # poles, lamps, traffic lights and signs at the curb
-            objects.append(
-                (edge[s] + sign * rng.uniform(0.3, 0.7), z, partial(pole_object, side=-sign))
+            things.append(
+                (curb + sign * rng.uniform(0.3, 0.7), z, partial(pole_object, side=-sign))
             )
             z += rng.uniform(7, 25)
-        for _ in range(rng.poisson(2.0)):
-            objects.append(
-                (edge[s] + sign * rng.uniform(0.8, st.walk[s] - 0.3), rng.uniform(4, 60), person)
-            )
-        for _ in range(rng.poisson(0.6)):
-            objects.append(
-                (
-                    edge[s] + sign * rng.uniform(0.5, st.walk[s] - 0.5),
-                    rng.uniform(4, 40),
-                    partial(bicycle, ridden=False),
-                )
-            )
+        for _ in range(rng.poisson(2.0)):  # pedestrians
+            x = curb + sign * rng.uniform(0.4, walk - 0.4)
+            things.append((x, rng.uniform(4, 60), person))
+        for _ in range(rng.poisson(0.6)):  # parked bicycles
+            x = curb + sign * rng.uniform(0.5, walk - 0.5)
+            things.append((x, rng.uniform(4, 40), bicycle))
         for _ in range(rng.poisson(2.5)):  # parked cars
-            objects.append((edge[s] - sign * rng.uniform(1.0, 1.3), rng.uniform(5, 90), car))
+            things.append((curb - sign * rng.uniform(1.0, 1.3), rng.uniform(5, 90), car))
+        for _ in range(rng.poisson(0.2)):  # cyclists at the road edge
+            x = curb - sign * rng.uniform(0.6, 1.2)
+            things.append((x, rng.uniform(6, 40), partial(bicycle, ridden=True)))
     lanes = (st.road_c - st.road_half / 2, st.road_c + st.road_half / 2)
     for _ in range(rng.poisson(3.0)):
         maker = large_vehicle if rng.random() < 0.12 else car
-        objects.append((lanes[rng.integers(2)] + rng.normal(0, 0.3), rng.uniform(6, 100), maker))
-    for _ in range(rng.poisson(0.4)):
-        objects.append(
-            (edge[rng.integers(2)] * 0.8, rng.uniform(6, 40), partial(bicycle, ridden=True))
-        )
-    return objects
+        things.append((lanes[rng.integers(2)] + rng.normal(0, 0.3), rng.uniform(6, 100), maker))
+    return things
 
 
 def _ego_vehicle(rng: np.random.Generator, canvas: Canvas) -> None:
