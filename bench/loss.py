@@ -1,0 +1,219 @@
+"""Benchmark of the CPG loss: sparse implementation vs the direct (dense) form vs cross-entropy.
+
+    python bench/loss.py [--repeats 7] [--output runs/bench/loss.md]
+
+Settings: ``torch.set_num_threads(2)``, CPU, B=2, 512x512, float32 logits, blocky labels
+(Voronoi regions, rectangles, thin 1-3 px structures, one ignored rectangle per image).
+For each C in {19, 150, 171} and k in {3, 5, 7} it reports the median forward+backward time,
+the extra peak memory and the relative value/gradient error of ours against the direct form.
+
+Extra peak memory: each case runs in a fresh subprocess with ``MALLOC_MMAP_THRESHOLD_=65536``
+(so every large tensor is its own mmap and freed memory goes back to the OS).  After a small
+warm-up, the peak-RSS counter is reset (``/proc/self/clear_refs``), one forward+backward runs,
+and ``VmHWM - VmRSS(before) - size(logits.grad)`` is reported: memory above the inputs and the
+logits gradient, which every loss produces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from training.losses import CPGLoss, cpg_kernels
+
+B, H, W = 2, 512, 512
+IGNORE = 255
+CLASSES = (19, 150, 171)
+KERNELS = (3, 5, 7)
+
+
+def make_labels(num_classes: int, seed: int = 0) -> torch.Tensor:
+    """Blocky (B, H, W) uint8 labels: Voronoi cells, rectangles, thin lines, an ignored box."""
+    g = torch.Generator().manual_seed(seed)
+    out = torch.empty(B, H, W, dtype=torch.uint8)
+    yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    for b in range(B):
+        seeds = torch.rand(32, 2, generator=g) * torch.tensor([H, W])
+        d = (yy[None] - seeds[:, 0, None, None]) ** 2 + (xx[None] - seeds[:, 1, None, None]) ** 2
+        lab = torch.randint(0, num_classes, (32,), generator=g)[d.argmin(0)]
+        for _ in range(10):  # rectangles
+            y0, x0 = torch.randint(0, H - 16, (2,), generator=g).tolist()
+            h, w = torch.randint(16, 160, (2,), generator=g).tolist()
+            lab[y0 : y0 + h, x0 : x0 + w] = torch.randint(0, num_classes, (), generator=g)
+        for i in range(6):  # thin poles and wires, 1-3 px wide
+            pos, width = int(torch.randint(0, H - 3, ())), 1 + i % 3
+            c = torch.randint(0, num_classes, (), generator=g)
+            if i % 2:
+                lab[pos : pos + width, :] = c
+            else:
+                lab[:, pos : pos + width] = c
+        y0, x0 = torch.randint(0, H - 64, (2,), generator=g).tolist()
+        out[b] = lab
+        out[b, y0 : y0 + 40, x0 : x0 + 60] = IGNORE
+    return out
+
+
+def direct_cpg(logits: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
+    """Direct form: softmax, one-hot, depthwise conv over all classes, dense masks (exact)."""
+    b, c, h, w = logits.shape
+    r = k // 2
+    kern = cpg_kernels(k, torch.float64)
+    scale = {3: 2, 5: 20, 7: 780}[k]
+    prob = torch.softmax(logits.float(), 1)
+    lab = target.long()
+    ign = lab == IGNORE
+    onehot = F.one_hot(lab.masked_fill(ign, c), c + 1)[..., :c].permute(0, 3, 1, 2).float()
+
+    def conv(t: torch.Tensor, kk: torch.Tensor) -> torch.Tensor:
+        wgt = kk.float()[:, None].repeat(c, 1, 1, 1)
+        t = F.pad(t, (r, r, r, r), mode="replicate")
+        return F.conv2d(t, wgt, groups=c).view(b, c, 2, h, w)
+
+    g_int = conv(onehot, (kern * scale).round())  # integer sums: exact in float32
+    bnd = g_int != 0
+    pad_ign = F.pad(ign[:, None].float(), (r, r, r, r), mode="replicate")
+    bnd &= ~(F.max_pool2d(pad_ign, k, 1)[:, 0, None, None] > 0)
+    diff = g_int / scale - conv(prob, kern)
+    return diff[bnd].square().mean()
+
+
+def ce_loss(logits: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
+    return F.cross_entropy(logits, target.long(), ignore_index=IGNORE)
+
+
+def ours(logits: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
+    return CPGLoss(k, IGNORE)(logits, target)
+
+
+METHODS: dict[str, Callable[..., torch.Tensor]] = {
+    "ce": ce_loss,
+    "direct": direct_cpg,
+    "ours": ours,
+}
+
+
+def inputs(num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(1)
+    logits = torch.randn(B, num_classes, H, W).mul_(3).requires_grad_()
+    return logits, make_labels(num_classes).long()
+
+
+def fwd_bwd(fn: Callable, logits: torch.Tensor, target: torch.Tensor, k: int) -> float:
+    logits.grad = None
+    t0 = time.perf_counter()
+    fn(logits, target, k).backward()
+    return time.perf_counter() - t0
+
+
+def _status_kib(field: str) -> int:
+    return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
+def memory_case(method: str, num_classes: int, k: int) -> None:
+    """Run in a subprocess: print extra peak bytes of one forward+backward."""
+    torch.set_num_threads(2)
+    fn = METHODS[method]
+    small = torch.randn(B, num_classes, 32, 32, requires_grad=True)
+    fwd_bwd(fn, small, make_labels(num_classes)[:, :32, :32].long(), k)  # warm-up
+    logits, target = inputs(num_classes)
+    del small
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS counter
+    before = _status_kib("VmRSS")
+    fwd_bwd(fn, logits, target, k)
+    peak = _status_kib("VmHWM")
+    print((peak - before) * 1024 - logits.grad.numel() * logits.grad.element_size())
+
+
+def extra_memory(method: str, num_classes: int, k: int) -> int:
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+    cmd = [sys.executable, __file__, "--memory-case", method, str(num_classes), str(k)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return int(res.stdout.strip().splitlines()[-1])
+
+
+def rel_errors(logits: torch.Tensor, target: torch.Tensor, k: int) -> tuple[float, float]:
+    vals, grads = [], []
+    for fn in (direct_cpg, ours):
+        logits.grad = None
+        v = fn(logits, target, k)
+        v.backward()
+        vals.append(float(v))
+        grads.append(logits.grad.clone())
+    gerr = float((grads[1] - grads[0]).abs().max() / grads[0].abs().max())
+    return abs(vals[1] - vals[0]) / abs(vals[0]), gerr
+
+
+def median_time(fn: Callable, logits: torch.Tensor, target: torch.Tensor, k: int, n: int) -> float:
+    fwd_bwd(fn, logits, target, k)  # warm-up
+    return statistics.median(fwd_bwd(fn, logits, target, k) for _ in range(n))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=7, help="timed runs per case (median)")
+    ap.add_argument("--direct-repeats", type=int, default=3, help="timed runs of the direct form")
+    ap.add_argument("--classes", type=int, nargs="+", default=list(CLASSES))
+    ap.add_argument("--kernels", type=int, nargs="+", default=list(KERNELS))
+    ap.add_argument("--no-direct", action="store_true", help="skip the (slow) direct form")
+    ap.add_argument("--output", type=Path, default=Path("runs/bench/loss.md"))
+    ap.add_argument("--memory-case", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.memory_case:
+        memory_case(args.memory_case[0], int(args.memory_case[1]), int(args.memory_case[2]))
+        return
+    torch.set_num_threads(2)
+    mib = 2.0**20
+    rows = [
+        "| C | k | CE time (s) | direct time (s) | ours time (s) | ours / CE | "
+        "CE extra mem (MiB) | direct extra mem (MiB) | ours extra mem (MiB) | "
+        "ours mem / logits | value rel err | grad rel err |",
+        "|---" * 12 + "|",
+    ]
+    print(rows[0], flush=True)
+    for c in args.classes:
+        logits, target = inputs(c)
+        logits_mib = logits.numel() * 4 / mib
+        t_ce = median_time(ce_loss, logits, target, 3, args.repeats)
+        m_ce = extra_memory("ce", c, 3) / mib
+        for k in args.kernels:
+            t_ours = median_time(ours, logits, target, k, args.repeats)
+            m_ours = extra_memory("ours", c, k) / mib
+            if args.no_direct:
+                t_dir, m_dir, verr, gerr = (float("nan"),) * 4
+            else:
+                t_dir = median_time(direct_cpg, logits, target, k, args.direct_repeats)
+                m_dir = extra_memory("direct", c, k) / mib
+                verr, gerr = rel_errors(logits, target, k)
+            row = (
+                f"| {c} | {k} | {t_ce:.3f} | {t_dir:.3f} | {t_ours:.3f} | {t_ours / t_ce:.2f} | "
+                f"{m_ce:.1f} | {m_dir:.1f} | {m_ours:.1f} | {m_ours / logits_mib:.3f} | "
+                f"{verr:.1e} | {gerr:.1e} |"
+            )
+            rows.append(row)
+            print(row, flush=True)
+        del logits
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.output.with_suffix(".tmp")
+    tmp.write_text(
+        f"B={B}, {H}x{W}, {torch.get_num_threads()} threads, logits size per C: "
+        f"{B}*C*{H}*{W}*4 bytes\n\n" + "\n".join(rows) + "\n"
+    )
+    tmp.replace(args.output)
+    print(f"written {args.output}")
+
+
+if __name__ == "__main__":
+    main()
