@@ -345,3 +345,25 @@ def test_argmax_resized_matches_full_interpolation(shape: tuple, size: tuple) ->
         expected = preprocess.resize_logits(logits, size).argmax(axis=0)
         assert np.array_equal(preprocess.argmax_resized(logits, size, np.uint8), expected)
         assert np.array_equal(preprocess.class_argmax(logits, np.int32), logits.argmax(axis=0))
+
+
+@pytest.mark.slow
+def test_loads_a_directory_written_by_export(model_dir: Path, tmp_path: Path) -> None:
+    """The contract with `export.export_model`: its model directory loads on both backends."""
+    api = pytest.importorskip("export.api", reason="export.export_model not available")
+    import torch
+    from safetensors.torch import load_file
+
+    from zoo.config import ModelConfig
+
+    checkpoint = tmp_path / "checkpoint.pt"  # the trainer's format: state dict + config
+    state = load_file(str(model_dir / WEIGHTS_NAME))
+    torch.save({"model": state, "config": ModelConfig.load(model_dir).to_dict()}, checkpoint)
+    exported = api.export_model(checkpoint, tmp_path / "exported", shapes=((1, 3, 64, 96),))
+    onnx_seg = zoo.load(str(exported), device="cpu")
+    torch_seg = zoo.load(str(exported), backend="torch", device="cpu")
+    assert onnx_seg.backend_name == "onnx"
+    img = smooth_image(72, 120, seed=8)
+    a, b = onnx_seg.predict(img), torch_seg.predict(img)
+    assert a.shape == (72, 120)
+    assert (a == b).mean() > 0.99
