@@ -367,3 +367,16 @@ def test_loads_a_directory_written_by_export(model_dir: Path, tmp_path: Path) ->
     a, b = onnx_seg.predict(img), torch_seg.predict(img)
     assert a.shape == (72, 120)
     assert (a == b).mean() > 0.99
+
+
+def test_cuda_request_without_a_gpu(model_dir: Path) -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu installed: device='cuda' may work here")
+    with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
+        zoo.load(str(model_dir), backend="onnx", device="cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        zoo.load(str(model_dir), device="gpu")
+    auto = zoo.load(str(model_dir), backend="onnx")  # "auto" falls back to the CPU
+    assert auto.device == "cpu" and auto.providers == ["CPUExecutionProvider"]
