@@ -1,4 +1,13 @@
-"""Datasets: on-disk layouts, label conversion, readers and generated data."""
+"""Datasets: on-disk layouts, label conversion, readers and generated data.
+
+    prepare_dataset("cityscapes", root)  # optional, once: train-id PNGs (the fast path)
+    ds = build_dataset("cityscapes", root, "train")  # raw labels are converted on the fly
+    image, mask = ds[0]  # tv_tensors.Image uint8 (3, H, W), tv_tensors.Mask int64 (H, W)
+    write_synthcity(out, n_train=500, n_val=100)  # then build_dataset("synthcity", out, ...)
+
+Each dataset is one `DatasetLayout` row in `layouts.LAYOUTS` (folders, suffixes, split names,
+a 256-entry raw-label -> train-id table); one generic reader serves them all.
+"""
 
 from training.data.dataset import SegmentationDataset, build_dataset
 from training.data.layouts import (
