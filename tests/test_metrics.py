@@ -1,0 +1,152 @@
+"""Confusion-matrix and boundary metrics, sliding-window and flip inference."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from training.evaluate import _starts, predict_logits, slide_logits
+from training.metrics import BoundaryMetrics, ConfusionMatrix, SegmentationMetrics, mask_boundary
+
+
+def test_confusion_matrix_hand_computed() -> None:
+    target = torch.tensor([[0, 0, 1, 1], [2, 2, 255, 1]])
+    pred = torch.tensor([[0, 1, 1, 1], [2, 0, 0, 1]])
+    cm = ConfusionMatrix(3)
+    cm.update(pred, target)
+    # rows: ground truth, columns: prediction; the 255 pixel is not counted
+    assert cm.mat.tolist() == [[1, 1, 0], [0, 3, 0], [1, 0, 1]]
+    result = cm.compute()
+    iou = [1 / (2 + 2 - 1), 3 / (3 + 4 - 3), 1 / (2 + 1 - 1)]
+    assert result["per_class_iou"] == pytest.approx(iou)
+    assert result["mIoU"] == pytest.approx(sum(iou) / 3)
+    assert result["pixel_acc"] == pytest.approx(5 / 7)
+    assert result["mean_acc"] == pytest.approx((1 / 2 + 3 / 3 + 1 / 2) / 3)
+    assert result["num_pixels"] == 7
+
+
+def test_absent_class_is_left_out_of_the_mean() -> None:
+    cm = ConfusionMatrix(4)
+    cm.update(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 1]))
+    result = cm.compute()
+    assert result["per_class_iou"] == [1.0, 1.0, None, None]
+    assert result["mIoU"] == 1.0
+
+
+def test_all_ignored_and_bad_labels() -> None:
+    cm = ConfusionMatrix(2)
+    cm.update(torch.zeros(3, 3, dtype=torch.long), torch.full((3, 3), 255))
+    assert math.isnan(cm.compute()["mIoU"])
+    with pytest.raises(ValueError, match="outside"):
+        cm.update(torch.zeros(2, dtype=torch.long), torch.tensor([0, 7]))
+    with pytest.raises(ValueError, match="shape"):
+        cm.update(torch.zeros(2, dtype=torch.long), torch.zeros(3, dtype=torch.long))
+
+
+def test_counts_add_up_like_an_all_reduce() -> None:
+    """Metrics from counts summed over shards equal metrics over the whole set."""
+    generator = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 4, (4, 24, 24), generator=generator)
+    target[:, :3] = 255
+    pred = torch.randint(0, 4, (4, 24, 24), generator=generator)
+    whole = SegmentationMetrics(4, boundary_tolerance=2)
+    whole.update(pred, target)
+    parts = [SegmentationMetrics(4, boundary_tolerance=2) for _ in range(2)]
+    parts[0].update(pred[:1], target[:1])
+    parts[1].update(pred[1:], target[1:])
+    parts[0].confusion.mat += parts[1].confusion.mat
+    parts[0].boundary.counts += parts[1].boundary.counts  # type: ignore[union-attr]
+    assert parts[0].compute() == whole.compute()
+
+
+def _square(shift: int = 0, size: int = 40) -> torch.Tensor:
+    mask = torch.zeros(size, size, dtype=torch.long)
+    mask[10:30, 10 + shift : 30 + shift] = 1
+    return mask
+
+
+def test_mask_boundary_is_one_pixel_and_ignores_image_border() -> None:
+    boundary = mask_boundary(_square() == 1)
+    assert int(boundary.sum()) == 4 * 20 - 4
+    assert not mask_boundary(torch.ones(8, 8, dtype=torch.bool)).any()
+
+
+def test_boundary_f_identical_and_shifted() -> None:
+    same = BoundaryMetrics(2, tolerance=2)
+    same.update(_square(), _square())
+    result = same.compute()
+    assert result["mBF"] == 1.0 and result["mBIoU"] == 1.0
+    scores = []
+    for shift in (1, 2, 4, 8):
+        metric = BoundaryMetrics(2, tolerance=2)
+        metric.update(_square(shift), _square())
+        scores.append(metric.compute()["mBF"])
+    assert scores[0] == 1.0 and scores[1] == 1.0  # within the 2-px tolerance
+    assert scores[2] < 0.8 and scores[3] < scores[2]
+    strict = BoundaryMetrics(2, tolerance=0)
+    strict.update(_square(1), _square())
+    assert strict.compute()["mBF"] < 1.0
+
+
+def test_boundary_f_missing_class_scores_zero() -> None:
+    metric = BoundaryMetrics(2, tolerance=1)
+    metric.update(torch.zeros(40, 40, dtype=torch.long), _square())
+    result = metric.compute()
+    assert result["per_class_bf"][1] == 0.0
+    assert result["per_class_bf"][0] == 0.0  # background's boundary is the square's too
+
+
+def test_boundary_ignores_edges_next_to_ignored_pixels() -> None:
+    target = _square()
+    target[:, :20] = 255  # left half ignored: its edge with the square is no boundary
+    pred = _square()
+    pred[:, :20] = 0  # whatever the net predicts under the ignore region
+    metric = BoundaryMetrics(2, tolerance=2)
+    metric.update(pred, target)
+    assert metric.compute()["mBF"] == 1.0
+    counts = metric.counts
+    # top and bottom edges at x >= 22 (2 x 8 px) and the right edge (18 px)
+    assert int(counts[2, 1]) == 2 * 8 + 18
+
+
+class _PixelNet(nn.Module):
+    """A 1x1-conv net: exactly translation equivariant, returns torchvision-style dicts."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, classes, 1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": self.conv(x)}
+
+
+def test_window_starts_cover_the_image() -> None:
+    assert _starts(10, 20, 5) == [0]
+    assert _starts(100, 40, 26) == [0, 26, 52, 60]
+    for size, window, stride in ((97, 32, 21), (64, 32, 32), (33, 32, 21)):
+        covered = set()
+        for s in _starts(size, window, stride):
+            covered.update(range(s, min(s + window, size)))
+        assert covered == set(range(size))
+
+
+def test_slide_equals_whole_for_a_pointwise_model() -> None:
+    model = _PixelNet().eval()
+    images = torch.randn(2, 3, 45, 70)
+    whole = predict_logits(model, images, "whole")
+    slide = predict_logits(model, images, "slide", window=(16, 32), stride=(10, 21))
+    assert torch.allclose(whole, slide, atol=1e-5)
+    assert torch.allclose(slide_logits(model, images, (64, 64), (40, 40)), whole, atol=1e-6)
+    flipped = predict_logits(model, images, "whole", flip=True)
+    assert torch.allclose(flipped, whole, atol=1e-5)
+
+
+def test_predict_logits_bad_mode() -> None:
+    with pytest.raises(ValueError, match="mode"):
+        predict_logits(_PixelNet(), torch.zeros(1, 3, 8, 8), "tiles")
+    with pytest.raises(ValueError, match="window"):
+        predict_logits(_PixelNet(), torch.zeros(1, 3, 8, 8), "slide")

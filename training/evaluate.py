@@ -1,0 +1,316 @@
+"""Evaluation: whole-image or sliding-window inference (optional flip) and `eval.json`.
+
+Under torchrun every process evaluates its own shard of the split (no padding, no duplicates)
+and the metric counts are all-reduced, so the numbers are exact.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from training.metrics import SegmentationMetrics
+
+__all__ = [
+    "evaluate",
+    "evaluate_checkpoint",
+    "git_commit",
+    "load_checkpoint",
+    "model_from_checkpoint",
+    "predict_logits",
+    "slide_logits",
+    "write_eval_json",
+]
+
+
+def _out(model: nn.Module, images: Tensor) -> Tensor:
+    outputs = model(images)
+    logits = outputs["out"] if isinstance(outputs, dict) else outputs
+    if logits.shape[-2:] != images.shape[-2:]:
+        logits = F.interpolate(logits, images.shape[-2:], mode="bilinear", align_corners=False)
+    return logits.float()
+
+
+def _starts(size: int, window: int, stride: int) -> list[int]:
+    """Window offsets covering [0, size): regular steps, the last one flush with the end."""
+    if size <= window:
+        return [0]
+    count = (size - window + stride - 1) // stride + 1
+    return sorted({min(i * stride, size - window) for i in range(count)})
+
+
+def slide_logits(
+    model: nn.Module, images: Tensor, window: tuple[int, int], stride: tuple[int, int]
+) -> Tensor:
+    """Logits of `images` (N, 3, H, W) from `window`-sized crops every `stride` px, averaged
+    where crops overlap (MMSegmentation's slide mode). Images smaller than the window are run
+    whole in that dimension."""
+    height, width = images.shape[-2:]
+    (wh, ww), (sh, sw) = window, stride
+    total: Tensor | None = None
+    count = images.new_zeros(1, 1, height, width)
+    for y in _starts(height, wh, sh):
+        for x in _starts(width, ww, sw):
+            crop = images[..., y : y + wh, x : x + ww]
+            logits = _out(model, crop)
+            if total is None:
+                total = logits.new_zeros(images.shape[0], logits.shape[1], height, width)
+            total[..., y : y + wh, x : x + ww] += logits
+            count[..., y : y + wh, x : x + ww] += 1
+    assert total is not None
+    return total / count
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module,
+    images: Tensor,
+    mode: str = "whole",
+    window: tuple[int, int] | None = None,
+    stride: tuple[int, int] | None = None,
+    flip: bool = False,
+) -> Tensor:
+    """Logits (N, C, H, W) at the input's size, `whole` or `slide`, averaged with the
+    horizontally flipped input when `flip`."""
+    if mode == "whole":
+
+        def run(x: Tensor) -> Tensor:
+            return _out(model, x)
+    elif mode == "slide":
+        if window is None:
+            raise ValueError("slide mode needs a window (the training crop size)")
+        step = stride or (max(1, window[0] * 2 // 3), max(1, window[1] * 2 // 3))
+
+        def run(x: Tensor) -> Tensor:
+            return slide_logits(model, x, window, step)
+    else:
+        raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
+    logits = run(images)
+    if flip:
+        logits = (logits + run(images.flip(-1)).flip(-1)) / 2
+    return logits
+
+
+def _autocast(device: torch.device, amp: str) -> Any:
+    if amp == "none":
+        return nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _shard(dataset: Dataset, max_images: int = 0) -> Dataset:
+    """This process's images: every world_size-th one, after the first `max_images`."""
+    import torch.distributed as dist
+
+    n = len(dataset)  # type: ignore[arg-type]
+    if max_images:
+        n = min(n, max_images)
+    rank, world = 0, 1
+    if dist.is_available() and dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+    indices = list(range(rank, n, world))
+    if len(indices) == len(dataset):  # type: ignore[arg-type]
+        return dataset
+    return Subset(dataset, indices)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    num_classes: int,
+    device: torch.device | str = "cpu",
+    ignore_index: int = 255,
+    mode: str = "whole",
+    window: tuple[int, int] | None = None,
+    stride: tuple[int, int] | None = None,
+    flip: bool = False,
+    amp: str = "none",
+    boundary_tolerance: int | None = 3,
+    max_images: int = 0,
+    workers: int = 0,
+    progress: bool = False,
+    metrics: SegmentationMetrics | None = None,
+) -> dict[str, Any]:
+    """Metrics of `model` on `dataset` (items: normalised image (3, H, W), mask (H, W)).
+
+    Images are evaluated one at a time at their own size. Under torch.distributed each
+    process takes its shard and the counts are summed, so every process returns the same,
+    exact result. Pass `metrics` to accumulate into (and later inspect) your own counters.
+    """
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    if metrics is None:
+        metrics = SegmentationMetrics(num_classes, ignore_index, boundary_tolerance, device)
+    loader = DataLoader(_shard(dataset, max_images), batch_size=1, num_workers=workers)
+    items: Iterable[Any] = loader
+    if progress:
+        from tqdm import tqdm
+
+        items = tqdm(loader, desc="eval", dynamic_ncols=True)
+    count = 0
+    for image, mask in items:
+        image = image.to(device, non_blocking=True)
+        mask = mask.to(device, non_blocking=True)
+        with _autocast(device, amp):
+            logits = predict_logits(model, image, mode, window, stride, flip)
+        metrics.update(logits.argmax(1), mask)
+        count += 1
+    counted = torch.tensor([count], device=device)
+    metrics.reduce()
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(counted)
+    model.train(was_training)
+    result = metrics.compute()
+    result["num_images"] = int(counted.item())
+    return result
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    """`git rev-parse HEAD` of the source tree, or "" outside a git checkout."""
+    folder = Path(cwd) if cwd else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a training checkpoint with `weights_only=True`, with clear errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling errors come in many types
+        raise ValueError(f"{path} is not a loadable checkpoint: {error}") from None
+    missing = [k for k in ("model", "config") if k not in checkpoint]
+    if not isinstance(checkpoint, dict) or missing:
+        raise ValueError(f"{path} is not a training checkpoint (missing {', '.join(missing)})")
+    return checkpoint
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any]) -> nn.Module:
+    """Rebuild the network of a checkpoint and load its weights (strict)."""
+    from zoo.models import build_model
+
+    config = checkpoint["config"]
+    recipe = config.get("recipe", {})
+    model = build_model(
+        config["arch"],
+        config["num_classes"],
+        aux_loss=bool(recipe.get("aux_loss", False)),
+        pretrained_backbone=False,
+    )
+    model.load_state_dict(checkpoint["model"])
+    return model
+
+
+def evaluate_checkpoint(
+    checkpoint_path: str | Path,
+    data_root: str | Path,
+    split: str = "val",
+    mode: str | None = None,
+    flip: bool = False,
+    device: str = "auto",
+    amp: str = "none",
+    boundary_tolerance: int = 3,
+    max_images: int = 0,
+    workers: int = 0,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint on `split` of its dataset; returns the `eval.json` content.
+
+    `command` is recorded in the result (default: this process's command line)."""
+    from training.data import build_dataset
+    from training.distributed import resolve_device
+    from training.transforms import eval_transforms
+
+    checkpoint = load_checkpoint(checkpoint_path)
+    config = checkpoint["config"]
+    recipe = config.get("recipe", {})
+    import os
+
+    torch_device = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
+    model = model_from_checkpoint(checkpoint).to(torch_device)
+    dataset = build_dataset(
+        config["dataset"], data_root, split, eval_transforms(config["mean"], config["std"])
+    )
+    window = tuple(recipe.get("crop_size") or config["input_size"])
+    stride = tuple(recipe.get("eval_stride") or (0, 0))
+    stride_arg = None if stride == (0, 0) else stride
+    mode = mode or recipe.get("eval_mode", "whole")
+    metrics = evaluate(
+        model,
+        dataset,
+        config["num_classes"],
+        torch_device,
+        ignore_index=config.get("ignore_index", 255),
+        mode=mode,
+        window=window,  # type: ignore[arg-type]
+        stride=stride_arg,  # type: ignore[arg-type]
+        flip=flip,
+        amp=amp,
+        boundary_tolerance=boundary_tolerance,
+        max_images=max_images,
+        workers=workers,
+        progress=progress,
+    )
+    metrics["classes"] = list(config["classes"])
+    return {
+        "model_id": config.get("model_id", ""),
+        "arch": config["arch"],
+        "dataset": config["dataset"],
+        "split": split,
+        "metrics": metrics,
+        "inference": {
+            "mode": mode,
+            "window": list(window) if mode == "slide" else None,
+            "stride": (list(stride_arg or (window[0] * 2 // 3, window[1] * 2 // 3)))
+            if mode == "slide"
+            else None,
+            "flip": flip,
+            "amp": amp,
+        },
+        "checkpoint": str(checkpoint_path),
+        "checkpoint_iteration": int(checkpoint.get("iteration", -1)),
+        "training_commit": config.get("source_commit", ""),
+        "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "git_commit": git_commit(),
+    }
+
+
+def write_eval_json(path: str | Path, result: dict[str, Any]) -> Path:
+    """Write `result` as JSON atomically (NaN written as null)."""
+    from zoo.config import write_text_atomic
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and value != value:
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    path = Path(path)
+    write_text_atomic(path, json.dumps(clean(result), indent=2) + "\n")
+    return path

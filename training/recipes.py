@@ -1,0 +1,347 @@
+"""Training recipes: one `Recipe` per registry id, plus SynthCity recipes for CPU experiments.
+
+A recipe is built from per-dataset defaults (crop, batch, schedule, as in public practice,
+MMSegmentation's 80k/160k schedules) and a few per-arch tweaks. A `cpg` recipe differs from its
+`ce` twin only in the loss (`cpg_lambda`). `apply_overrides` turns `key=value` strings from
+the command line into a new recipe, type-checked against the dataclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, fields
+from typing import Any
+
+from zoo.registry import ARCHS, INPUT_SIZES, LOSSES
+
+# The CPG weight used by every `cpg` recipe. The paper adds CPG to cross-entropy with weights
+# of order 1; 1.0 keeps both terms at a comparable scale at the start of training.
+DEFAULT_CPG_LAMBDA = 1.0
+
+AMP_MODES = ("none", "bf16", "fp16")
+EVAL_MODES = ("whole", "slide")
+# Fields a recipe is defined by; change the recipe name instead of overriding them.
+FIXED_FIELDS = ("name", "arch", "dataset", "loss")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything `training.trainer` needs to train one model (hyper-parameters, no paths).
+
+    `batch_size` is the global batch of one optimizer step, summed over processes and
+    gradient-accumulation steps; it must divide by `world_size * grad_accum`.
+    """
+
+    name: str
+    arch: str
+    dataset: str
+    loss: str  # "ce" or "cpg"
+    crop_size: tuple[int, int]  # height, width
+    batch_size: int
+    iterations: int
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    poly_power: float = 0.9
+    min_lr: float = 1e-4
+    warmup_iters: int = 1000
+    warmup_ratio: float = 0.1  # LR at iteration 0 = lr * warmup_ratio, linear up to lr
+    aux_loss: bool = False
+    aux_weight: float = 0.4
+    cpg_lambda: float = 0.0
+    cpg_kernel_size: int = 3
+    cpg_ignore_mode: str = "exclude"
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    pretrained_backbone: bool = True
+    amp: str = "bf16"
+    grad_accum: int = 1
+    clip_grad_norm: float = 0.0  # 0 = no clipping
+    sync_bn: bool = True  # with more than one process on CUDA (torch: GPU only)
+    eval_interval: int = 8000
+    checkpoint_interval: int = 1000
+    log_interval: int = 50
+    eval_mode: str = "whole"
+    eval_stride: tuple[int, int] = (0, 0)  # sliding-window stride; (0, 0) = 2/3 of the crop
+    eval_flip: bool = False
+    val_max_images: int = 0  # 0 = the whole validation split
+    boundary_tolerance: int = 3  # px, for boundary F-score and Boundary IoU
+    seed: int = 0
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    workers: int = 4
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists)."""
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        """Inverse of `to_dict`; unknown keys are an error."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"unknown recipe key(s): {', '.join(unknown)}")
+        values = {
+            key: tuple(value) if isinstance(value, list) else value for key, value in data.items()
+        }
+        recipe = cls(**values)
+        recipe.validate()
+        return recipe
+
+    @property
+    def eval_window(self) -> tuple[int, int]:
+        return self.crop_size
+
+    @property
+    def resolved_eval_stride(self) -> tuple[int, int]:
+        if self.eval_stride != (0, 0):
+            return self.eval_stride
+        return (max(1, self.crop_size[0] * 2 // 3), max(1, self.crop_size[1] * 2 // 3))
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first inconsistent value."""
+        problems: list[str] = []
+        if self.loss not in LOSSES:
+            problems.append(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.loss == "ce" and self.cpg_lambda != 0:
+            problems.append(
+                f"{self.name} is a cross-entropy baseline: cpg_lambda must be 0 "
+                f"(got {self.cpg_lambda}); use a *_cpg recipe for CE + CPG"
+            )
+        if self.loss == "cpg" and self.cpg_lambda <= 0:
+            problems.append(f"{self.name} is a CPG recipe: cpg_lambda must be > 0")
+        for key in ("batch_size", "iterations", "grad_accum", "checkpoint_interval"):
+            if getattr(self, key) < 1:
+                problems.append(f"{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("eval_interval", "log_interval"):
+            if getattr(self, key) < 1:
+                problems.append(f"{key} must be >= 1, got {getattr(self, key)}")
+        if min(self.crop_size) < 1:
+            problems.append(f"crop_size must be positive, got {self.crop_size}")
+        if self.lr <= 0:
+            problems.append(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.min_lr <= self.lr:
+            problems.append(f"min_lr must be in [0, lr={self.lr}], got {self.min_lr}")
+        if self.weight_decay < 0 or self.momentum < 0 or self.clip_grad_norm < 0:
+            problems.append("weight_decay, momentum and clip_grad_norm must be >= 0")
+        if self.warmup_iters < 0 or not 0 < self.warmup_ratio <= 1:
+            problems.append("warmup_iters must be >= 0 and warmup_ratio in (0, 1]")
+        if not 0 < self.scale_range[0] <= self.scale_range[1]:
+            problems.append(
+                f"scale_range must be (low, high) with 0 < low <= high: {self.scale_range}"
+            )
+        if self.amp not in AMP_MODES:
+            problems.append(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        if self.eval_mode not in EVAL_MODES:
+            problems.append(
+                f"eval_mode must be one of {', '.join(EVAL_MODES)}, got {self.eval_mode!r}"
+            )
+        if self.cpg_kernel_size < 1 or self.cpg_kernel_size % 2 == 0:
+            problems.append(f"cpg_kernel_size must be odd and >= 1, got {self.cpg_kernel_size}")
+        if min(self.eval_stride) < 0 or (0 in self.eval_stride and self.eval_stride != (0, 0)):
+            problems.append(f"eval_stride must be two positive ints or 0,0: {self.eval_stride}")
+        if self.boundary_tolerance < 0 or self.val_max_images < 0 or self.workers < 0:
+            problems.append("boundary_tolerance, val_max_images and workers must be >= 0")
+        if self.threads < 0:
+            problems.append(f"threads must be >= 0, got {self.threads}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            problems.append(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.aux_loss:
+            from zoo.models import has_aux_head
+
+            if not has_aux_head(self.arch):
+                problems.append(f"{self.arch} has no auxiliary head: aux_loss must be false")
+        if problems:
+            raise ValueError(f"recipe {self.name}: " + "; ".join(problems))
+
+
+# Per-dataset defaults (public practice, MMSegmentation schedules).
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cityscapes": dict(
+        crop_size=INPUT_SIZES["cityscapes"], batch_size=8, iterations=80_000, lr=0.01,
+        eval_mode="slide",
+    ),
+    "ade20k": dict(
+        crop_size=INPUT_SIZES["ade20k"], batch_size=16, iterations=160_000, lr=0.01,
+        eval_mode="whole", eval_interval=16_000,
+    ),
+    "cocostuff": dict(
+        crop_size=INPUT_SIZES["cocostuff"], batch_size=16, iterations=80_000, lr=0.01,
+        eval_mode="whole",
+    ),
+    # Procedural street scenes (Cityscapes labels) for CPU experiments: small crops, short
+    # schedule, no downloads (random-init backbone), fp32.
+    "synthcity": dict(
+        crop_size=(256, 512), batch_size=8, iterations=1500, lr=0.02, warmup_iters=100,
+        pretrained_backbone=False, amp="none", sync_bn=False, eval_interval=500,
+        checkpoint_interval=100, log_interval=20, eval_mode="whole", workers=2,
+    ),
+}  # fmt: skip
+
+# Per-arch tweaks on top of the dataset defaults.
+ARCH_TWEAKS: dict[str, dict[str, Any]] = {
+    "deeplabv3_r50": dict(aux_loss=True),
+    "hrnetv2_w48_ocr": dict(aux_loss=True),
+    # MobileNet practice: smaller weight decay for the depthwise network.
+    "lraspp_mbv3": dict(aux_loss=False, weight_decay=4e-5),
+}
+
+LOSS_SETTINGS: dict[str, dict[str, Any]] = {
+    "ce": dict(cpg_lambda=0.0),
+    "cpg": dict(cpg_lambda=DEFAULT_CPG_LAMBDA),
+}
+
+SYNTHCITY = "synthcity"
+
+
+def _make(arch: str, dataset: str, loss: str) -> Recipe:
+    values: dict[str, Any] = {}
+    values.update(DATASET_DEFAULTS[dataset])
+    values.update(ARCH_TWEAKS[arch])
+    values.update(LOSS_SETTINGS[loss])
+    return Recipe(name=f"{arch}_{dataset}_{loss}", arch=arch, dataset=dataset, loss=loss, **values)
+
+
+RECIPES: dict[str, Recipe] = {
+    recipe.name: recipe
+    for recipe in (
+        _make(arch, dataset, loss)
+        for dataset in (*INPUT_SIZES, SYNTHCITY)
+        for arch in ARCHS
+        for loss in LOSSES
+    )
+}
+
+
+def list_recipes(include_synthcity: bool = True) -> list[str]:
+    """Sorted recipe names (the 18 registry ids, plus the SynthCity ones)."""
+    return sorted(
+        name for name, r in RECIPES.items() if include_synthcity or r.dataset != SYNTHCITY
+    )
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe `name`; an unknown name lists the valid ones."""
+    try:
+        return RECIPES[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, RECIPES, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ValueError(
+            f"unknown recipe {name!r}{hint}; valid recipes: {', '.join(list_recipes())}"
+        ) from None
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse_scalar(kind: type, text: str, key: str) -> Any:
+    text = text.strip()
+    if kind is bool:
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ValueError(f"{key}: expected a boolean (true/false), got {text!r}")
+    if kind is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"{key}: expected an integer, got {text!r}") from None
+    if kind is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"{key}: expected a number, got {text!r}") from None
+    return text
+
+
+def parse_value(key: str, text: str) -> Any:
+    """Parse `text` as the type of `Recipe.<key>` (`crop_size=256,512` or `256x512` or `512`)."""
+    hints = typing.get_type_hints(Recipe)
+    kind = hints[key]
+    origin = typing.get_origin(kind)
+    if origin is tuple:
+        item_types = typing.get_args(kind)
+        parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
+        if len(parts) == 1:
+            parts = parts * len(item_types)
+        if len(parts) != len(item_types):
+            raise ValueError(
+                f"{key}: expected {len(item_types)} comma-separated values, got {text!r}"
+            )
+        return tuple(_parse_scalar(t, p, key) for t, p in zip(item_types, parts, strict=True))
+    return _parse_scalar(kind, text, key)
+
+
+def apply_overrides(recipe: Recipe, overrides: list[str] | dict[str, Any]) -> Recipe:
+    """A copy of `recipe` with `key=value` overrides applied, type-checked and validated."""
+    if isinstance(overrides, dict):
+        items = [(k, v) for k, v in overrides.items()]
+    else:
+        items = []
+        for item in overrides:
+            if "=" not in item:
+                raise ValueError(f"override {item!r} is not of the form key=value")
+            key, value = item.split("=", 1)
+            items.append((key.strip(), value))
+    valid = [f.name for f in fields(Recipe)]
+    changes: dict[str, Any] = {}
+    for key, value in items:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            settable = ", ".join(k for k in valid if k not in FIXED_FIELDS)
+            raise ValueError(f"unknown recipe key {key!r}{hint}; settable keys: {settable}")
+        if key in FIXED_FIELDS:
+            raise ValueError(
+                f"{key} is fixed by the recipe ({getattr(recipe, key)!r}); choose another recipe"
+            )
+        changes[key] = parse_value(key, value) if isinstance(value, str) else value
+    new = dataclasses.replace(recipe, **changes)
+    new.validate()
+    return new
+
+
+def recipes_markdown() -> str:
+    """The recipe table as Markdown (used to generate docs/recipes.md)."""
+    cols = [
+        ("recipe", lambda r: f"`{r.name}`"),
+        ("crop (HxW)", lambda r: f"{r.crop_size[0]}x{r.crop_size[1]}"),
+        ("batch", lambda r: str(r.batch_size)),
+        ("iters", lambda r: f"{r.iterations:,}"),
+        ("lr", lambda r: f"{r.lr:g}"),
+        ("wd", lambda r: f"{r.weight_decay:g}"),
+        ("warm-up", lambda r: str(r.warmup_iters)),
+        ("aux", lambda r: "0.4" if r.aux_loss else "-"),
+        ("CPG λ", lambda r: f"{r.cpg_lambda:g}" if r.cpg_lambda else "-"),
+        ("AMP", lambda r: r.amp),
+        ("pretrained", lambda r: "ImageNet" if r.pretrained_backbone else "no"),
+        ("eval", lambda r: r.eval_mode),
+    ]
+    lines = [
+        "| " + " | ".join(name for name, _ in cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
+    for name in list_recipes():
+        recipe = RECIPES[name]
+        lines.append("| " + " | ".join(fn(recipe) for _, fn in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = [
+    "DEFAULT_CPG_LAMBDA",
+    "RECIPES",
+    "Recipe",
+    "apply_overrides",
+    "get_recipe",
+    "list_recipes",
+    "parse_value",
+    "recipes_markdown",
+]

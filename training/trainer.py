@@ -1,0 +1,516 @@
+"""The iteration-based training loop (one process or many under torchrun).
+
+SGD with momentum, poly LR per iteration after a linear warm-up, AMP (bf16, or fp16 with a
+GradScaler), gradient accumulation and clipping, DDP with optional SyncBatchNorm. Rank 0 logs
+(TensorBoard, tqdm), evaluates (metric counts are all-reduced over all ranks) and writes
+`last.pt` / `best.pt` atomically. Checkpoints hold plain tensors and builtins only, so they
+load with `torch.load(weights_only=True)`, and `resume` continues bit-exactly: the data order
+and every sample's augmentation are functions of (seed, epoch, position), not of process state.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import random
+import shlex
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from training.distributed import DistInfo, barrier, cleanup, init_distributed
+from training.evaluate import evaluate, git_commit
+from training.recipes import Recipe
+
+__all__ = [
+    "CHECKPOINT_KEYS",
+    "Trainer",
+    "build_datasets",
+    "checkpoint_config",
+    "poly_warmup_factor",
+    "save_checkpoint",
+    "train",
+]
+
+CHECKPOINT_KEYS = (
+    "model",
+    "config",
+    "optimizer",
+    "scheduler",
+    "scaler",
+    "iteration",
+    "rng",
+    "best_miou",
+)
+LAST, BEST = "last.pt", "best.pt"
+
+
+def poly_warmup_factor(iteration: int, recipe: Recipe) -> float:
+    """LR multiplier at `iteration`: linear warm-up from `warmup_ratio`, then poly decay
+    `(1 - it/iterations) ** poly_power` from `lr` down to `min_lr`."""
+    progress = min(iteration, recipe.iterations) / recipe.iterations
+    poly = (1.0 - progress) ** recipe.poly_power
+    factor = (recipe.min_lr + (recipe.lr - recipe.min_lr) * poly) / recipe.lr
+    if iteration < recipe.warmup_iters:
+        ratio = recipe.warmup_ratio
+        factor *= ratio + (1.0 - ratio) * iteration / recipe.warmup_iters
+    return factor
+
+
+def _sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A well-mixed 63-bit seed for one sample of one epoch (splitmix64-style)."""
+    x = (seed * 0x9E3779B97F4A7C15 + epoch * 0xBF58476D1CE4E5B9 + index) & (2**64 - 1)
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & (2**64 - 1)
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & (2**64 - 1)
+    return (x ^ (x >> 31)) & (2**63 - 1)
+
+
+class _SeededItems(Dataset):
+    """Wraps a dataset; item `(index, seed)` is `dataset[index]` drawn under RNG seed `seed`,
+    so a sample's augmentation does not depend on which worker loads it or when."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        index, seed = key
+        state = random.getstate()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            random.seed(seed)
+            try:
+                return self.dataset[index]
+            finally:
+                random.setstate(state)
+
+
+def _epoch_batches(
+    n: int, micro_batch: int, seed: int, epoch: int, rank: int, world: int
+) -> list[list[tuple[int, int]]]:
+    """This rank's micro-batches of `epoch`: a (seed, epoch) permutation, split across ranks
+    (like DistributedSampler with drop_last), cut into batches (last partial one dropped)."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(n, generator=generator).tolist()
+    per_rank = n // world
+    mine = order[rank * per_rank : (rank + 1) * per_rank]
+    count = per_rank // micro_batch
+    return [
+        [(i, _sample_seed(seed, epoch, i)) for i in mine[b * micro_batch : (b + 1) * micro_batch]]
+        for b in range(count)
+    ]
+
+
+def _state_dict(model: nn.Module) -> dict[str, Tensor]:
+    """Plain state dict (no DDP `module.` prefix, CPU tensors)."""
+    module = model.module if hasattr(model, "module") else model
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def _rng_state() -> dict[str, Any]:
+    """RNG states as tensors and builtins (numpy's state converted: no numpy objects)."""
+    import numpy as np
+
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
+        "numpy": [
+            str(name),
+            torch.from_numpy(keys.astype(np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(int(v) for v in internal.tolist()), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_config(recipe: Recipe, commit: str | None = None) -> dict[str, Any]:
+    """The checkpoint's `config`: `zoo.config.ModelConfig(...).to_dict()` for this recipe."""
+    from zoo.config import ModelConfig
+
+    return ModelConfig.for_dataset(
+        recipe.arch,
+        recipe.dataset,
+        input_size=list(recipe.crop_size),
+        model_id=recipe.name,
+        loss={
+            "name": recipe.loss,
+            "cpg_lambda": recipe.cpg_lambda,
+            "kernel_size": recipe.cpg_kernel_size,
+            "ignore_mode": recipe.cpg_ignore_mode,
+        },
+        recipe=recipe.to_dict(),
+        source_commit=git_commit() if commit is None else commit,
+    ).to_dict()
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
+    """`torch.save` to a temp file in the same folder, fsync, then rename over `path`."""
+    from zoo.config import write_bytes_atomic
+
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def build_datasets(recipe: Recipe, data_root: str | Path) -> tuple[Dataset, Dataset]:
+    """Train split (random scale/crop/flip/jitter) and val split (normalise only)."""
+    from training.data import build_dataset
+    from training.transforms import eval_transforms, train_transforms
+    from zoo.datasets import get_dataset_info
+
+    info = get_dataset_info(recipe.dataset)
+    train_tf = train_transforms(
+        recipe.crop_size, info.mean, info.std, recipe.scale_range, info.ignore_index
+    )
+    train_set = build_dataset(recipe.dataset, data_root, "train", train_tf)
+    val_set = build_dataset(recipe.dataset, data_root, "val", eval_transforms(info.mean, info.std))
+    return train_set, val_set
+
+
+class Trainer:
+    """Trains one recipe into `out_dir` (`last.pt`, `best.pt`, `tb/`, `metrics.jsonl`).
+
+    Datasets default to `build_datasets(recipe, data_root)`; tests may pass their own.
+    """
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        out_dir: str | Path,
+        data_root: str | Path | None = None,
+        train_set: Dataset | None = None,
+        val_set: Dataset | None = None,
+        progress: bool = True,
+        command: str | None = None,
+    ) -> None:
+        recipe.validate()
+        self.command = command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+        self.recipe = recipe
+        self.out_dir = Path(out_dir)
+        self.progress = progress
+        if train_set is None or val_set is None:
+            if data_root is None:
+                raise ValueError("give data_root or both train_set and val_set")
+            train_set, val_set = build_datasets(recipe, data_root)
+        self.train_set, self.val_set = train_set, val_set
+        from zoo.datasets import get_dataset_info
+
+        self.info = get_dataset_info(recipe.dataset)
+
+    # -- set-up --------------------------------------------------------------------------
+    def _setup(self, dist_info: DistInfo) -> None:
+        from training.losses import SegmentationObjective
+        from zoo.models import build_model
+
+        r = self.recipe
+        if r.threads:
+            torch.set_num_threads(r.threads)
+        world = dist_info.world_size
+        if r.batch_size % (world * r.grad_accum):
+            raise ValueError(
+                f"batch_size={r.batch_size} must divide by processes x grad_accum "
+                f"= {world} x {r.grad_accum}"
+            )
+        self.micro_batch = r.batch_size // (world * r.grad_accum)
+        n = len(self.train_set)  # type: ignore[arg-type]
+        self.batches_per_epoch = (n // world) // self.micro_batch
+        if self.batches_per_epoch < 1:
+            raise ValueError(
+                f"the training set has {n} images: too few for {world} process(es) x "
+                f"micro-batch {self.micro_batch}"
+            )
+        torch.manual_seed(r.seed)  # same initial weights on every rank
+        random.seed(r.seed)
+        model = build_model(
+            r.arch,
+            self.info.num_classes,
+            aux_loss=r.aux_loss,
+            pretrained_backbone=r.pretrained_backbone,
+        )
+        torch.manual_seed(r.seed + dist_info.rank)  # e.g. dropout differs across ranks
+        if r.sync_bn and dist_info.distributed:
+            if dist_info.device.type == "cuda":
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            elif dist_info.is_main:  # torch's SyncBatchNorm runs on GPUs only
+                print("sync_bn: SyncBatchNorm needs CUDA; using per-process BatchNorm on the CPU")
+        model.to(dist_info.device)
+        self.module = model
+        if dist_info.distributed:
+            ids = [dist_info.device.index] if dist_info.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        self.model = model
+        self.objective = SegmentationObjective(
+            cpg_lambda=r.cpg_lambda,
+            kernel_size=r.cpg_kernel_size,
+            ignore_index=self.info.ignore_index,
+            aux_weight=r.aux_weight,
+            ignore_mode=r.cpg_ignore_mode,
+        )
+        self.optimizer = torch.optim.SGD(
+            self.module.parameters(), lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda it: poly_warmup_factor(it, r)
+        )
+        self.scaler = torch.amp.GradScaler(dist_info.device.type, enabled=r.amp == "fp16")
+        self.iteration = 0
+        self.best_miou = -1.0
+
+    def _checkpoint(self) -> dict[str, Any]:
+        return {
+            "model": _state_dict(self.module),
+            "config": self.config,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "iteration": self.iteration,
+            "rng": _rng_state(),
+            "best_miou": self.best_miou,
+        }
+
+    def _resume(self, path: Path, device: torch.device) -> None:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        saved = checkpoint["config"]["recipe"]
+        for key in ("arch", "dataset", "batch_size", "crop_size", "grad_accum", "seed"):
+            if saved.get(key) != self.recipe.to_dict()[key]:
+                raise ValueError(
+                    f"cannot resume from {path}: its {key} is {saved.get(key)!r}, "
+                    f"this run's is {self.recipe.to_dict()[key]!r}"
+                )
+        self.module.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        if checkpoint["scaler"]:
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        self.iteration = int(checkpoint["iteration"])
+        self.best_miou = float(checkpoint["best_miou"])
+        _set_rng_state(checkpoint["rng"])
+
+    # -- data ----------------------------------------------------------------------------
+    def _micro_batches(self, start: int, dist_info: DistInfo) -> Iterator[tuple[Tensor, Tensor]]:
+        """Micro-batches from global micro-step `start` on, across epochs, forever."""
+        r = self.recipe
+        items = _SeededItems(self.train_set)
+        epoch, skip = divmod(start, self.batches_per_epoch)
+        pin = dist_info.device.type == "cuda"
+        while True:
+            batches = _epoch_batches(
+                len(items), self.micro_batch, r.seed, epoch,
+                dist_info.rank, dist_info.world_size,
+            )[skip:]  # fmt: skip
+            # Own generator: creating a loader must not draw from the global RNG.
+            generator = torch.Generator().manual_seed(_sample_seed(r.seed, epoch, 1 << 40))
+            loader = DataLoader(
+                items,
+                batch_sampler=batches,
+                num_workers=r.workers,
+                pin_memory=pin,
+                generator=generator,
+            )
+            yield from loader
+            epoch, skip = epoch + 1, 0
+
+    # -- loop ----------------------------------------------------------------------------
+    def fit(self, resume: str | Path | bool | None = None) -> dict[str, Any]:
+        """Train to `recipe.iterations`; `resume` = a checkpoint path, or True for
+        `out_dir/last.pt` if it exists. Returns the last evaluation's metrics."""
+        r = self.recipe
+        dist_info = init_distributed(r.device)
+        try:
+            return self._fit(dist_info, resume)
+        finally:
+            cleanup()
+
+    def _fit(self, dist_info: DistInfo, resume: str | Path | bool | None) -> dict[str, Any]:
+        r = self.recipe
+        device = dist_info.device
+        self._setup(dist_info)
+        self.config = checkpoint_config(r)
+        if resume is True:
+            resume = self.out_dir / LAST if (self.out_dir / LAST).is_file() else None
+        if resume:
+            self._resume(Path(resume), device)
+        main = dist_info.is_main
+        writer = None
+        if main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            from zoo.config import write_text_atomic
+
+            run_info = {
+                "recipe": r.to_dict(),
+                "command": self.command,
+                "world_size": dist_info.world_size,
+                "device": str(device),
+                "git_commit": self.config["source_commit"],
+            }
+            write_text_atomic(self.out_dir / "run.json", json.dumps(run_info, indent=2) + "\n")
+            writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.iteration or None)
+        bar = None
+        if main and self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(
+                total=r.iterations, initial=self.iteration, desc=r.name, dynamic_ncols=True,
+                mininterval=2.0,
+            )  # fmt: skip
+        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(r.amp)
+        batches = self._micro_batches(self.iteration * r.grad_accum, dist_info)
+        last_eval: dict[str, Any] = {}
+        sums: dict[str, float] = {}
+        steps = 0
+        started = time.perf_counter()
+        self.model.train()
+        while self.iteration < r.iterations:
+            self.optimizer.zero_grad(set_to_none=True)
+            terms_step: dict[str, float] = {}
+            for k in range(r.grad_accum):
+                images, masks = next(batches)
+                images = images.to(device, non_blocking=True)
+                masks = masks.to(device, non_blocking=True)
+                sync = k == r.grad_accum - 1 or not dist_info.distributed
+                with nullcontext() if sync else self.model.no_sync():  # type: ignore[operator]
+                    with torch.autocast(
+                        device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+                    ):
+                        outputs = self.model(images)
+                    outputs = {k_: v.float() for k_, v in outputs.items() if v is not None}
+                    loss, terms = self.objective(outputs, masks)
+                    if not math.isfinite(terms["total"]) and r.amp != "fp16":
+                        raise FloatingPointError(
+                            f"non-finite loss {terms} at iteration {self.iteration}; "
+                            "lower lr or enable clip_grad_norm"
+                        )
+                    self.scaler.scale(loss / r.grad_accum).backward()
+                for name, value in terms.items():
+                    terms_step[name] = terms_step.get(name, 0.0) + value / r.grad_accum
+            if r.clip_grad_norm > 0:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.module.parameters(), r.clip_grad_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.scheduler.step()
+            self.iteration += 1
+            for name, value in terms_step.items():
+                sums[name] = sums.get(name, 0.0) + value
+            steps += 1
+            if bar is not None:
+                bar.update(1)
+            if self.iteration % r.log_interval == 0 or self.iteration == r.iterations:
+                means = self._mean_terms(sums, steps, device)
+                if main:
+                    assert writer is not None
+                    for name, value in means.items():
+                        writer.add_scalar(f"train/{name}", value, self.iteration)
+                    writer.add_scalar("train/lr", lr, self.iteration)
+                    elapsed = time.perf_counter() - started
+                    writer.add_scalar("train/sec_per_iter", elapsed / steps, self.iteration)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{means['total']:.4f}", lr=f"{lr:.2e}")
+                    self._log({"iteration": self.iteration, "lr": lr, **means})
+                sums, steps, started = {}, 0, time.perf_counter()
+            final = self.iteration == r.iterations
+            if self.iteration % r.eval_interval == 0 or final:
+                last_eval = self._evaluate(device)
+                improved = last_eval["mIoU"] > self.best_miou
+                if improved:
+                    self.best_miou = last_eval["mIoU"]
+                if main:
+                    assert writer is not None
+                    for key in ("mIoU", "pixel_acc", "mean_acc", "mBF", "mBIoU"):
+                        if key in last_eval:
+                            writer.add_scalar(f"val/{key}", last_eval[key], self.iteration)
+                    summary = {k: v for k, v in last_eval.items() if not k.startswith("per_")}
+                    self._log({"iteration": self.iteration, "val": summary})
+                    message = (
+                        f"iter {self.iteration}: val mIoU {last_eval['mIoU']:.4f} "
+                        f"mBF {last_eval.get('mBF', float('nan')):.4f} "
+                        f"(best {self.best_miou:.4f})"
+                    )
+                    (bar.write if bar is not None else print)(message)
+                    if improved:
+                        save_checkpoint(self.out_dir / BEST, self._checkpoint())
+                self.model.train()
+            if main and (self.iteration % r.checkpoint_interval == 0 or final):
+                save_checkpoint(self.out_dir / LAST, self._checkpoint())
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
+        barrier()
+        return last_eval
+
+    def _mean_terms(self, sums: dict[str, float], steps: int, device: torch.device) -> dict:
+        """Loss terms averaged over the logged steps and over all ranks."""
+        import torch.distributed as dist
+
+        names = sorted(sums)
+        values = torch.tensor([sums[n] / max(steps, 1) for n in names], device=device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(values)
+            values /= dist.get_world_size()
+        return dict(zip(names, values.tolist(), strict=True))
+
+    def _evaluate(self, device: torch.device) -> dict[str, Any]:
+        r = self.recipe
+        stride = None if r.eval_stride == (0, 0) else r.eval_stride
+        return evaluate(
+            self.module,
+            self.val_set,
+            self.info.num_classes,
+            device,
+            ignore_index=self.info.ignore_index,
+            mode=r.eval_mode,
+            window=r.crop_size,
+            stride=stride,
+            flip=r.eval_flip,
+            amp=r.amp,
+            boundary_tolerance=r.boundary_tolerance,
+            max_images=r.val_max_images,
+            workers=min(r.workers, 2),
+        )
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with open(self.out_dir / "metrics.jsonl", "a") as file:
+            file.write(json.dumps(record) + "\n")
+
+
+def train(
+    recipe: Recipe,
+    data_root: str | Path,
+    out_dir: str | Path,
+    resume: str | Path | bool | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train `recipe` on the dataset under `data_root` into `out_dir`; see `Trainer`."""
+    return Trainer(recipe, out_dir, data_root=data_root, progress=progress).fit(resume)
