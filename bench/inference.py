@@ -1,0 +1,231 @@
+"""Inference benchmark: torch eager vs ONNX Runtime fp32 vs int8 (and torch bf16), CPU.
+
+    python bench/inference.py [--archs lraspp_mbv3 ...] [--sizes 512x1024 512x512]
+                              [--runs 10] [--threads 2] [--work /tmp/cpg-bench] [--json out.json]
+
+Per architecture it exports a model directory (BN-calibrated random weights unless
+`--checkpoint ARCH=PATH` gives a trained one; int8 calibrated on synthetic images) and then
+times every (arch, size, backend) case in its own subprocess, so that peak memory
+(VmHWM) belongs to that case alone. Batch 1, latency = median of `--runs` after warm-up.
+Prints a Markdown table (for docs/benchmarks.md) and writes all figures as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BACKENDS = ("torch", "torch_bf16", "ort_fp32", "ort_int8")
+ARCHS = ("lraspp_mbv3", "deeplabv3_r50", "hrnetv2_w48_ocr")
+
+
+def run_case(model_dir: Path, backend: str, size: tuple[int, int], runs: int, threads: int) -> dict:
+    """Time one case in this process; returns latency figures, peak RSS and argmax map."""
+    import numpy as np
+
+    from export.images import synthetic_images
+    from zoo.config import ONNX_INT8_NAME, ONNX_NAME, ModelConfig
+
+    config = ModelConfig.load(model_dir)
+    x = synthetic_images((1, 3, *size), config.mean, config.std, seed=123)
+    if backend.startswith("ort"):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        name = ONNX_INT8_NAME if backend == "ort_int8" else ONNX_NAME
+        session = ort.InferenceSession(
+            str(model_dir / name), options, providers=["CPUExecutionProvider"]
+        )
+
+        def forward() -> np.ndarray:
+            return session.run(["logits"], {"input": x})[0]
+    else:
+        import torch
+
+        from export.checkpoint import build_for_export, load_checkpoint
+
+        torch.set_num_threads(threads)
+        model = build_for_export(load_checkpoint(model_dir))
+        tensor = torch.from_numpy(x)
+
+        def forward() -> np.ndarray:
+            with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, backend != "torch"):
+                return model(tensor)["out"].float().numpy()
+
+    for _ in range(2):
+        forward()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        logits = forward()
+        times.append(time.perf_counter() - start)
+    labels_path = model_dir / f".labels-{backend}-{size[0]}x{size[1]}.npy"
+    np.save(labels_path, logits.argmax(1).astype(np.uint8))
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "runs": runs,
+        "peak_rss_mb": peak_rss_mb(),
+        "labels": str(labels_path),
+    }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited on exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def prepare(arch: str, work: Path, checkpoint: str | None, num_classes: int) -> Path:
+    """Model directory for `arch` (fp32 + int8), exported once and reused."""
+    from PIL import Image
+
+    from export import ParityGates, export_model
+    from export.testing import random_checkpoint
+
+    model_dir = work / arch
+    if (model_dir / "model.int8.onnx").is_file():
+        return model_dir
+    calib = work / "calib"
+    if not calib.is_dir():
+        from export.images import synthetic_images
+
+        calib.mkdir(parents=True)
+        for seed in range(8):
+            image = synthetic_images((1, 3, 512, 1024), [0.0] * 3, [1 / 255] * 3, seed=seed)
+            rgb = image[0].transpose(1, 2, 0).clip(0, 255).astype("uint8")
+            Image.fromarray(rgb).save(calib / f"{seed}.png")
+    # random weights: the int8 agreement is measured and reported, not gated
+    gates = ParityGates(int8_min_agreement=0.0 if checkpoint is None else 0.98)
+    if checkpoint is None:
+        checkpoint = str(random_checkpoint(arch, work / f"{arch}.pt", num_classes=num_classes))
+    export_model(
+        checkpoint,
+        model_dir,
+        int8=True,
+        calib_data=calib,
+        calib_size=(256, 512),
+        calib_limit=8,
+        shapes=((1, 3, 128, 256), (1, 3, 97, 129), (2, 3, 64, 96)),
+        gates=gates,
+        command="bench/inference.py",
+    )
+    return model_dir
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return {"nproc": os.cpu_count(), "cpu": cpu, "load_avg_1m": round(load, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
+    parser.add_argument("--sizes", nargs="+", default=["512x1024", "512x512"])
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--num-classes", type=int, default=19)
+    parser.add_argument("--checkpoint", action="append", default=[], help="ARCH=PATH")
+    parser.add_argument("--work", default="/tmp/cpg-bench")
+    parser.add_argument("--json", default=None, help="write all figures here")
+    parser.add_argument("--case", nargs=5, metavar=("DIR", "BACKEND", "H", "W", "RUNS"))
+    args = parser.parse_args(argv)
+
+    if args.case:  # child process: one measurement
+        model_dir, backend, height, width, runs = args.case
+        result = run_case(
+            Path(model_dir), backend, (int(height), int(width)), int(runs), args.threads
+        )
+        print(json.dumps(result))
+        return 0
+
+    import numpy as np
+
+    checkpoints = dict(item.split("=", 1) for item in args.checkpoint)
+    work = Path(args.work)
+    results = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    results["command"] = " ".join(["python", "bench/inference.py", *(argv or sys.argv[1:])])
+    rows = []
+    for arch in args.archs:
+        model_dir = prepare(arch, work, checkpoints.get(arch), args.num_classes)
+        for size_text in args.sizes:
+            height, width = (int(v) for v in size_text.split("x"))
+            case = {}
+            for backend in args.backends:
+                command = [sys.executable, __file__, "--threads", str(args.threads), "--case"]
+                command += [str(model_dir), backend, str(height), str(width), str(args.runs)]
+                output = subprocess.run(command, capture_output=True, text=True, check=False)
+                if output.returncode != 0:
+                    print(output.stderr[-2000:], file=sys.stderr)
+                    continue
+                case[backend] = json.loads(output.stdout.strip().splitlines()[-1])
+                print(arch, size_text, backend, case[backend]["median_s"], flush=True)
+            reference = np.load(case["ort_fp32"]["labels"]) if "ort_fp32" in case else None
+            for figures in case.values():
+                labels = np.load(figures.pop("labels"))
+                if reference is not None:
+                    figures["agreement_vs_ort_fp32"] = float((labels == reference).mean())
+            rows.append({"arch": arch, "size": size_text, **case})
+    results["rows"] = rows
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    print(markdown(results))
+    return 0
+
+
+def markdown(results: dict) -> str:
+    """The results table in Markdown."""
+    lines = [
+        "| arch | size | torch eager | torch bf16 | ORT fp32 | ORT int8 | ORT fp32 / torch "
+        "| int8 / fp32 speed-up | int8 agreement* | peak RSS torch / ORT fp32 / int8 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in results["rows"]:
+
+        def median(backend: str, row: dict = row) -> float | None:
+            return row[backend]["median_s"] if backend in row else None
+
+        def seconds(value: float | None) -> str:
+            return f"{value:.3f} s" if value is not None else "-"
+
+        def ratio(a: float | None, b: float | None) -> str:
+            return f"{a / b:.2f}x" if a and b else "-"
+
+        def rss(backend: str, row: dict = row) -> str:
+            return f"{row[backend]['peak_rss_mb']:.0f}" if backend in row else "-"
+
+        agreement = row.get("ort_int8", {}).get("agreement_vs_ort_fp32")
+        lines.append(
+            f"| {row['arch']} | {row['size']} | {seconds(median('torch'))} "
+            f"| {seconds(median('torch_bf16'))} | {seconds(median('ort_fp32'))} "
+            f"| {seconds(median('ort_int8'))} | {ratio(median('torch'), median('ort_fp32'))} "
+            f"| {ratio(median('ort_fp32'), median('ort_int8'))} "
+            f"| {f'{agreement:.1%}' if agreement is not None else '-'} "
+            f"| {rss('torch')} / {rss('ort_fp32')} / {rss('ort_int8')} MB |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""`export_model`: checkpoint -> model directory, with parity gates.
+
+Everything is written into a temp folder beside `out_dir`; files move in only after every
+gate passed, so a failed export leaves no model directory (or the previous one intact).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+
+from export.checkpoint import build_for_export, load_checkpoint, save_weights, verify_weights
+from export.fp16 import convert_fp16
+from export.images import load_calibration_set
+from export.onnx_check import check_onnx_file
+from export.onnx_export import INPUT_NAME, LOGITS_NAME, Head, dynamic_dims, export_onnx
+from export.parity import (
+    DEFAULT_SHAPES,
+    ParityError,
+    ParityGates,
+    fp32_parity,
+    gate_inputs,
+    int8_parity,
+    ort_outputs,
+)
+from export.quantize import quantize_int8
+from zoo.config import (
+    CONFIG_NAME,
+    EVAL_NAME,
+    ONNX_FP16_NAME,
+    ONNX_INT8_NAME,
+    ONNX_NAME,
+    WEIGHTS_NAME,
+    write_text_atomic,
+)
+
+REPORT_KEY = "export"
+
+
+def export_model(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    *,
+    int8: bool = False,
+    calib_data: str | Path | None = None,
+    calib_labels: str | Path | None = None,
+    calib_size: tuple[int, int] | None = None,
+    calib_limit: int = 16,
+    fp16: bool = False,
+    head: Head = "logits",
+    opset: int = 18,
+    shapes: tuple[tuple[int, int, int, int], ...] = DEFAULT_SHAPES,
+    gates: ParityGates | None = None,
+    command: str | None = None,
+) -> Path:
+    """Export `checkpoint` into model directory `out_dir` and return `out_dir`.
+
+    Writes config.json, model.safetensors, model.onnx (+ model.int8.onnx with `int8`,
+    calibrated on `calib_data`; + model.fp16.onnx with `fp16`) and the "export" report in
+    eval.json. `head` adds a `probs` or `labels` output beside `logits`. `shapes` are the
+    parity-gate inputs; `calib_size` (H, W) defaults to the config's input size.
+    Raises `ParityError` (with figures) if a gate fails, `CheckpointError` / `ValueError`
+    for bad inputs; in both cases nothing is left in `out_dir`'s place.
+    """
+    gates = gates or ParityGates()
+    if int8 and calib_data is None:
+        raise ValueError("int8 export needs calibration images (calib_data / --calib-data DIR)")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"{out_dir}: exists and is not a directory")
+    timings: dict[str, float] = {}
+    start = clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    loaded = load_checkpoint(checkpoint)
+    config = loaded.config
+    model = build_for_export(loaded)
+    lap("load_checkpoint_s")
+
+    calibration = None
+    if calib_data is not None:
+        size = tuple(calib_size or config.input_size)
+        calibration = load_calibration_set(
+            calib_data, size, config.mean, config.std, limit=calib_limit, label_folder=calib_labels
+        )
+        lap("load_calibration_s")
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.export-"))
+    try:
+        config.save(work)
+        save_weights(model, config, work / WEIGHTS_NAME)
+        verify_weights(model, config, work / WEIGHTS_NAME)
+        lap("safetensors_s")
+
+        export_onnx(model, work / ONNX_NAME, config.num_classes, head=head, opset=opset)
+        lap("onnx_export_s")
+        session = check_onnx_file(work / ONNX_NAME)
+        _check_dynamic_axes(work / ONNX_NAME)
+        inputs = gate_inputs(shapes, config.mean, config.std, calibration)
+        fp32 = fp32_parity(model, session, inputs, gates, head=head)
+        lap("fp32_parity_s")
+
+        report: dict[str, Any] = {
+            "checkpoint": str(Path(checkpoint).resolve()),
+            "dropped_aux_keys": len(loaded.dropped_keys),
+            "model_id": config.model_id,
+            "arch": config.arch,
+            "num_classes": config.num_classes,
+            "source_commit": config.source_commit,
+            "command": command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "versions": {
+                "torch": torch.__version__,
+                "onnx": onnx.__version__,
+                "onnxruntime": onnxruntime.__version__,
+                "python": platform.python_version(),
+            },
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+            "exporter": "torch.onnx.export(dynamo=False)",
+            "opset": opset,
+            "ir_version": onnx.load(str(work / ONNX_NAME), load_external_data=False).ir_version,
+            "head": head,
+            "input": {"name": INPUT_NAME, "layout": "NCHW float32, (x/255 - mean) / std"},
+            "outputs": [output.name for output in session.get_outputs()],
+            "dims": dynamic_dims(work / ONNX_NAME),
+            "gate_inputs": "calibration images" if calibration else "synthetic smooth images",
+            "gates": gates.to_dict(),
+            "parity": {"fp32": fp32},
+        }
+        if calibration is not None:
+            report["calibration"] = {
+                "folder": str(Path(calib_data).resolve()),
+                "images": len(calibration.images),
+                "size": list(calibration.images[0].shape[2:]),
+                "labels": calibration.labels is not None,
+            }
+
+        if int8:
+            assert calibration is not None
+            quantize_int8(work / ONNX_NAME, work / ONNX_INT8_NAME, calibration.images)
+            lap("int8_quantize_s")
+            int8_session = check_onnx_file(work / ONNX_INT8_NAME)
+            report["parity"]["int8"] = int8_parity(
+                session,
+                int8_session,
+                inputs,
+                gates,
+                calibration=calibration,
+                num_classes=config.num_classes,
+                ignore_index=config.ignore_index,
+            )
+            report["int8"] = {
+                "format": "QDQ",
+                "activations": "uint8",
+                "weights": "int8 per channel",
+            }
+            lap("int8_parity_s")
+
+        if fp16:
+            convert_fp16(work / ONNX_NAME, work / ONNX_FP16_NAME)
+            fp16_session = check_onnx_file(work / ONNX_FP16_NAME)
+            report["parity"]["fp16"] = _fp16_figures(session, fp16_session, inputs[-1])
+            lap("fp16_s")
+
+        report["files"] = {
+            name: {"bytes": (work / name).stat().st_size, "sha256": _sha256(work / name)}
+            for name in (CONFIG_NAME, WEIGHTS_NAME, ONNX_NAME, ONNX_INT8_NAME, ONNX_FP16_NAME)
+            if (work / name).is_file()
+        }
+        timings["total_s"] = round(time.perf_counter() - start, 3)
+        report["timings"] = timings
+        _write_report(out_dir / EVAL_NAME, work / EVAL_NAME, report)
+        _install(work, out_dir)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _check_dynamic_axes(path: Path) -> None:
+    dims = dynamic_dims(path)
+    expected = ["batch", 3, "height", "width"]
+    if dims.get(INPUT_NAME) != expected or dims.get(LOGITS_NAME, [None])[::2] != expected[::2]:
+        raise ParityError(
+            f"{path}: dims are {dims}, expected input {expected} and logits batch/C/height/width",
+            {"dims": dims},
+        )
+
+
+def _fp16_figures(fp32_session: Any, fp16_session: Any, x: np.ndarray) -> dict[str, Any]:
+    """fp16 vs fp32 on the CPU EP (report only: fp16 is meant for GPUs)."""
+    reference = ort_outputs(fp32_session, x)[LOGITS_NAME]
+    half = ort_outputs(fp16_session, x)[LOGITS_NAME]
+    return {
+        "input_shape": list(x.shape),
+        "provider": "CPUExecutionProvider",
+        "max_abs_diff": float(np.abs(reference - half).max()),
+        "argmax_agreement": float((reference.argmax(1) == half.argmax(1)).mean()),
+    }
+
+
+def _write_report(existing: Path, target: Path, report: dict[str, Any]) -> None:
+    """eval.json with the "export" key replaced and every other key kept."""
+    data: dict[str, Any] = {}
+    if existing.is_file():
+        try:
+            data = json.loads(existing.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{existing}: existing eval.json is not valid JSON: {error}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{existing}: existing eval.json must hold a JSON object")
+    data[REPORT_KEY] = report
+    write_text_atomic(target, json.dumps(data, indent=2) + "\n")
+
+
+def _install(work: Path, out_dir: Path) -> None:
+    """Move the finished files into `out_dir` (a rename when it does not exist yet)."""
+    if not out_dir.exists():
+        os.rename(work, out_dir)
+        return
+    produced = {path.name for path in work.iterdir()}
+    for name in sorted(produced):
+        os.replace(work / name, out_dir / name)
+    for stale in (ONNX_INT8_NAME, ONNX_FP16_NAME):  # built from the previous weights
+        if stale not in produced:
+            (out_dir / stale).unlink(missing_ok=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

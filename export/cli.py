@@ -1,0 +1,102 @@
+"""`zoo export CHECKPOINT --out MODEL_DIR [--int8 --calib-data DIR] [--fp16] [--head ...]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+
+from export.onnx_export import HEADS
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 512x1024, got {text!r}") from None
+    return height, width
+
+
+def _shape(text: str) -> tuple[int, int, int, int]:
+    try:
+        batch, channels, height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected NxCxHxW, e.g. 1x3x193x257, got {text!r}"
+        ) from None
+    return batch, channels, height, width
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zoo export",
+        description="Export a training checkpoint (or .safetensors / model directory) to a "
+        "model directory: config.json, model.safetensors, model.onnx [, model.int8.onnx, "
+        "model.fp16.onnx] and the export report in eval.json. Parity gates fail the export.",
+    )
+    parser.add_argument("checkpoint", help="trainer checkpoint (.pt), .safetensors or model dir")
+    parser.add_argument("--out", required=True, help="model directory to write")
+    parser.add_argument("--int8", action="store_true", help="also write model.int8.onnx")
+    parser.add_argument("--calib-data", help="folder of images for int8 calibration (recursive)")
+    parser.add_argument("--calib-labels", help="label folder mirroring --calib-data (for mIoU)")
+    parser.add_argument("--calib-size", type=_size, help="HxW calibration size (default: config)")
+    parser.add_argument("--calib-limit", type=int, default=16, help="calibration images used")
+    parser.add_argument("--fp16", action="store_true", help="also write model.fp16.onnx (GPU)")
+    parser.add_argument("--head", choices=HEADS, default="logits", help="extra graph output")
+    parser.add_argument("--opset", type=int, default=18)
+    parser.add_argument(
+        "--shape",
+        dest="shapes",
+        type=_shape,
+        action="append",
+        help="parity-gate input NxCxHxW (repeatable; default 1x3x256x512 1x3x193x257 2x3x128x160)",
+    )
+    parser.add_argument("--max-diff", type=float, default=1e-3, help="fp32 max |logit diff|")
+    parser.add_argument("--int8-min-agreement", type=float, default=0.98)
+    parser.add_argument("--int8-max-miou-drop", type=float, help="fail above this mIoU drop")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `zoo export`; returns 0 on success, 1 on a failed gate or bad input."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    from export.api import export_model
+    from export.checkpoint import CheckpointError
+    from export.parity import DEFAULT_SHAPES, ParityError, ParityGates
+
+    gates = ParityGates(
+        fp32_max_abs_diff=args.max_diff,
+        int8_min_agreement=args.int8_min_agreement,
+        int8_max_miou_drop=args.int8_max_miou_drop,
+    )
+    try:
+        out = export_model(
+            args.checkpoint,
+            args.out,
+            int8=args.int8,
+            calib_data=args.calib_data,
+            calib_labels=args.calib_labels,
+            calib_size=args.calib_size,
+            calib_limit=args.calib_limit,
+            fp16=args.fp16,
+            head=args.head,
+            opset=args.opset,
+            shapes=tuple(args.shapes) if args.shapes else DEFAULT_SHAPES,
+            gates=gates,
+            command=shlex.join(["zoo", "export", *argv]),
+        )
+    except ParityError as error:
+        print(f"zoo export: {error}", file=sys.stderr)
+        print(json.dumps(error.figures, indent=2), file=sys.stderr)
+        return 1
+    except (CheckpointError, ValueError, FileNotFoundError, NotADirectoryError) as error:
+        print(f"zoo export: {error}", file=sys.stderr)
+        return 1
+    print(f"exported {args.checkpoint} -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

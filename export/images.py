@@ -1,0 +1,139 @@
+"""Images for calibration and parity gates: folders of real images, or smooth synthetic ones.
+
+Arrays are N x 3 x H x W float32, normalised with the model config's mean/std (the ONNX
+input contract); labels are H x W int64 train ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_DIRS = ("images", "image", "img", "leftImg8bit")
+LABEL_DIRS = ("labels", "label", "masks", "gtFine", "annotations")
+
+
+@dataclass
+class CalibrationSet:
+    """Images (and labels where found) from a folder, at one fixed size."""
+
+    images: list[np.ndarray]  # 1 x 3 x H x W each, normalised
+    labels: list[np.ndarray] | None  # H x W each, or None without labels
+    paths: list[Path]
+
+
+def find_images(folder: str | Path) -> list[Path]:
+    """All *.png / *.jpg under `folder` (recursive, sorted)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: calibration folder not found")
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _split_layout(folder: Path) -> tuple[Path, Path | None]:
+    """`folder/images` + `folder/labels` (or similar names) if present, else (folder, None)."""
+    image_dir = next((folder / n for n in IMAGE_DIRS if (folder / n).is_dir()), None)
+    label_dir = next((folder / n for n in LABEL_DIRS if (folder / n).is_dir()), None)
+    if image_dir is None:
+        return folder, None
+    return image_dir, label_dir
+
+
+def normalise(rgb: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """H x W x 3 uint8 -> 1 x 3 x H x W float32 `(x / 255 - mean) / std`."""
+    x = rgb.astype(np.float32) / 255.0
+    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+def load_calibration_set(
+    folder: str | Path,
+    size: tuple[int, int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    limit: int = 16,
+    label_folder: str | Path | None = None,
+) -> CalibrationSet:
+    """Up to `limit` images from `folder` resized to `size` (H, W), labels where they exist.
+
+    Labels: `label_folder`, or a `labels/` (`masks/`, `gtFine/`...) folder beside an
+    `images/` folder inside `folder`; a label has the image's relative path with a `.png`
+    suffix (a `_labelTrainIds` / `_label` suffix on the stem is also accepted).
+    """
+    folder = Path(folder)
+    image_dir, found_labels = _split_layout(folder)
+    label_dir = Path(label_folder) if label_folder is not None else found_labels
+    paths = find_images(image_dir)
+    if label_dir is not None:
+        paths = [p for p in paths if label_dir not in p.parents]
+    if not paths:
+        raise ValueError(f"{folder}: no *.png / *.jpg images found for calibration")
+    paths = _spread(paths, limit)
+    height, width = size
+    images, labels = [], []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                rgb = np.asarray(image.convert("RGB").resize((width, height), Image.BILINEAR))
+        except OSError as error:
+            raise ValueError(f"{path}: cannot read calibration image: {error}") from None
+        images.append(normalise(rgb, mean, std))
+        if label_dir is not None:
+            label_path = _label_for(path, image_dir, label_dir)
+            if label_path is None:
+                label_dir = None  # not every image has a label: measure no mIoU
+                continue
+            with Image.open(label_path) as label:
+                labels.append(np.asarray(label.resize((width, height), Image.NEAREST), np.int64))
+    return CalibrationSet(images, labels if label_dir is not None else None, paths)
+
+
+def _spread(paths: list[Path], limit: int) -> list[Path]:
+    """`limit` paths spread evenly over the sorted list (not just the first folder)."""
+    if len(paths) <= limit:
+        return paths
+    picks = np.linspace(0, len(paths) - 1, limit).round().astype(int)
+    return [paths[i] for i in picks]
+
+
+def _label_for(image: Path, image_dir: Path, label_dir: Path) -> Path | None:
+    relative = image.relative_to(image_dir)
+    stem = relative.stem.removesuffix("_leftImg8bit")
+    for name in (stem, f"{stem}_labelTrainIds", f"{stem}_gtFine_labelTrainIds", f"{stem}_label"):
+        candidate = label_dir / relative.parent / f"{name}.png"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def synthetic_images(
+    shape: tuple[int, int, int, int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    seed: int = 0,
+) -> np.ndarray:
+    """Smooth random images (low-frequency colour fields plus flat rectangles), normalised.
+
+    Unlike white noise they give segmentation networks structured, image-like activations.
+    """
+    batch, channels, height, width = shape
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(batch):
+        coarse = rng.integers(0, 256, size=(rng.integers(3, 9), rng.integers(3, 9), channels))
+        field = np.asarray(
+            Image.fromarray(coarse.astype(np.uint8)).resize((width, height), Image.BICUBIC)
+        ).copy()
+        for _ in range(rng.integers(3, 8)):
+            y0, x0 = rng.integers(0, height), rng.integers(0, width)
+            y1 = min(height, y0 + rng.integers(height // 8 + 1, height // 2 + 2))
+            x1 = min(width, x0 + rng.integers(width // 8 + 1, width // 2 + 2))
+            field[y0:y1, x0:x1] = rng.integers(0, 256, size=channels)
+        out.append(normalise(field, mean, std))
+    return np.concatenate(out)
