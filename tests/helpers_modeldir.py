@@ -107,3 +107,13 @@ def make_model_dir(
                 dynamo=False,
             )
     return directory
+
+
+def shared_model_dir(base: str | Path, **kwargs: object) -> Path:
+    """`make_model_dir` once per `base` folder and arguments (reused by later callers)."""
+    name = "model_" + "_".join(f"{key}-{value}" for key, value in sorted(kwargs.items()))
+    directory = Path(base) / name.replace(" ", "").replace(",", "x")
+    if not (directory / ONNX_NAME).is_file():
+        make_model_dir(directory.with_name(directory.name + ".tmp"), **kwargs)  # type: ignore[arg-type]
+        directory.with_name(directory.name + ".tmp").rename(directory)
+    return directory

@@ -9,14 +9,14 @@ import pytest
 from PIL import Image
 
 import zoo
-from tests.helpers_modeldir import make_model_dir, smooth_image
+from tests.helpers_modeldir import shared_model_dir, smooth_image
 from zoo.cli import main as zoo_main
 from zoo.predict_cli import collect_inputs, main
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_model_dir(tmp_path_factory.mktemp("model"), num_classes=3, seed=1)
+    return shared_model_dir(tmp_path_factory.getbasetemp(), num_classes=4)
 
 
 @pytest.fixture()
@@ -46,7 +46,7 @@ def test_folder_writes_palette_pngs(model_dir: Path, images: Path, tmp_path: Pat
     for name, source in [("a.png", "a.jpg"), ("sub/b.png", "sub/b.png")]:
         mask = Image.open(written[name])
         assert mask.mode == "P"
-        assert mask.getpalette()[: 3 * 3] == seg.palette.reshape(-1).tolist()
+        assert mask.getpalette()[: 3 * 4] == seg.palette.reshape(-1).tolist()
         assert np.array_equal(np.asarray(mask), seg.predict(images / source))
     assert not list(out.rglob(".*.tmp"))  # atomic writes leave no temp files
 

@@ -49,7 +49,13 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         with Image.open(path) as image:
             image.load()
             return pil_to_rgb(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        SyntaxError,
+        ValueError,
+    ) as error:
         raise ValueError(f"cannot read image {path}: {error}") from None
 
 
