@@ -90,12 +90,12 @@ class Segmenter:
 
     @property
     def device(self) -> str:
-        """ "cpu" or "cuda": where inference really runs."""
+        """Where inference really runs: "cpu" or "cuda"."""
         return self.backend.device
 
     @property
     def backend_name(self) -> str:
-        """ "onnx" or "torch"."""
+        """Backend name: "onnx" or "torch"."""
         return self.backend.name
 
     def __repr__(self) -> str:
