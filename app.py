@@ -1,0 +1,353 @@
+"""Gradio demo of the cpg-zoo segmentation models.
+
+    python app.py [--host 127.0.0.1] [--port 7860] [--model NAME]   (or `zoo demo ...`)
+
+Works offline with the model shipped in the package (`zoo/assets/models/`); registry ids and
+`hf-hub:org/repo` ids are loaded through `zoo.load` when reachable. API endpoint: `/segment`
+(image, model, backend) -> class-id mask PNG, class shares, info text.
+`import app` builds nothing and starts no server.
+"""
+
+from __future__ import annotations
+
+import os
+
+# No telemetry: must be set before gradio (and huggingface_hub) are imported.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import argparse
+import threading
+import time
+from collections import OrderedDict
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+import zoo
+from zoo.errors import ModelFileError, ModelNotAvailableError
+from zoo.preprocess import pil_to_rgb, resize_rgb, scaled_size
+
+DEFAULT_MODEL = "lraspp_mbv3_synthcity_cpg"
+ASSETS = Path(str(files("zoo"))) / "assets"
+MODELS_DIR = ASSETS / "models"
+EXAMPLES_DIR = ASSETS / "examples"
+BACKENDS = ("onnx", "torch")
+MAX_SIDE = 2048  # longer inputs are downscaled (with a note) before segmentation
+MAX_PIXELS = 50_000_000  # refuse decoding anything larger (decompression bombs)
+MAX_FILE_SIZE = "20mb"
+CONCURRENCY = 2  # simultaneous inferences (the rest wait in the queue)
+QUEUE_SIZE = 64
+MODEL_CACHE_SIZE = 3
+SHARE_HEADERS = ["id", "class", "share %"]
+UNREADABLE = "not a known image format, or a damaged file (try PNG, JPEG, WebP, BMP or TIFF)."
+
+
+# ------------------------------------------------------------------------------- models
+def model_source(name: str) -> str | Path:
+    """What `zoo.load` gets for a dropdown value: the packaged directory for the built-in
+    default, the name itself otherwise (registry id, `hf-hub:org/repo`, local directory)."""
+    packaged = MODELS_DIR / name
+    return packaged if "/" not in name and packaged.is_dir() else name
+
+
+class ModelCache:
+    """Segmenters loaded on demand, at most `size` kept (least recently used dropped)."""
+
+    def __init__(self, size: int = MODEL_CACHE_SIZE) -> None:
+        self.size = size
+        self._models: OrderedDict[tuple[str, str], zoo.Segmenter] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, name: str, backend: str) -> zoo.Segmenter:
+        """The Segmenter of (name, backend); raises ModelNotAvailableError, ValueError, ..."""
+        key = (name, backend)
+        with self._lock:  # one load at a time; loads are rare, inference runs unlocked
+            if key not in self._models:
+                self._models[key] = zoo.load(model_source(name), backend=backend)
+                while len(self._models) > self.size:
+                    self._models.popitem(last=False)
+            self._models.move_to_end(key)
+            return self._models[key]
+
+
+MODELS = ModelCache()
+
+
+def describe_runtime(segmenter: zoo.Segmenter) -> str:
+    """'onnx on CPU (CPUExecutionProvider)' / 'torch on GPU (torch:cuda)'."""
+    where = "GPU" if segmenter.device.startswith("cuda") else "CPU"
+    return f"`{segmenter.backend_name}` on **{where}** ({', '.join(segmenter.providers)})"
+
+
+def load_model(name: str, backend: str) -> str:
+    """Load (or reuse) a model; a status line for the page, with a warning if unavailable."""
+    try:
+        segmenter = get_segmenter(name, backend)
+    except gr.Error as error:
+        gr.Warning(error.message)
+        return f"**Model not available:** {error.message}"
+    return f"Model `{name}` ready: {describe_runtime(segmenter)}, {segmenter.num_classes} classes"
+
+
+def get_segmenter(name: str, backend: str) -> zoo.Segmenter:
+    """The cached Segmenter, or a gr.Error saying why the model cannot be used."""
+    if not name:
+        raise gr.Error("Choose a model.")
+    if backend not in BACKENDS:
+        raise gr.Error(f"Unknown backend {backend!r}; use one of {', '.join(BACKENDS)}.")
+    if not is_allowed_model(name):
+        raise gr.Error(
+            f"Unknown model {name!r}: choose one from the list or type 'hf-hub:org/repo'."
+        )
+    try:
+        return MODELS.get(name, backend)
+    except ModuleNotFoundError as error:
+        raise gr.Error(f"The {backend} backend is not installed here ({error}).") from None
+    except (ModelNotAvailableError, ModelFileError, ValueError, OSError) as error:
+        message = str(error)
+        raise gr.Error(message if message.startswith(name) else f"{name}: {message}") from None
+
+
+_ALLOWED: set[str] = set()
+
+
+def is_allowed_model(name: str) -> bool:
+    """Only listed models and Hub ids: visitors must not open arbitrary server paths."""
+    return name in _ALLOWED or name.startswith("hf-hub:")
+
+
+def model_choices(default_model: str) -> list[str]:
+    """The dropdown's models: the default first, the built-in one, then the registry ids."""
+    names = [default_model, DEFAULT_MODEL, *zoo.list_models()]
+    return list(dict.fromkeys(names))
+
+
+# ------------------------------------------------------------------------------- images
+def read_upload(path: str | None) -> tuple[np.ndarray, str]:
+    """An uploaded file -> (RGB uint8 HxWx3, note); gr.Error for anything unreadable."""
+    if not path:
+        raise gr.Error("Upload an image first (or pick an example).")
+    name = Path(path).name
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise gr.Error(
+                    f"{name}: {width}x{height} is {width * height / 1e6:.0f} megapixels; "
+                    f"the demo accepts up to {MAX_PIXELS / 1e6:.0f}."
+                )
+            image.load()
+            rgb = pil_to_rgb(image)
+    except gr.Error:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        raise gr.Error(f"{name} is not a readable image: {UNREADABLE}") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise gr.Error(f"{name} could not be decoded as an image: {error}") from None
+    height, width = rgb.shape[:2]
+    if max(height, width) <= MAX_SIDE:
+        return rgb, ""
+    size = scaled_size(height, width, MAX_SIDE)
+    note = (
+        f"Resized from {width}x{height} to {size[1]}x{size[0]} "
+        f"(the demo's limit is {MAX_SIDE} px per side)."
+    )
+    return resize_rgb(rgb, size), note
+
+
+class CheckedImage(gr.Image):
+    """`gr.Image` whose unreadable uploads raise a `gr.Error` naming the file."""
+
+    is_template = True  # rendered by gr.Image's frontend
+
+    def preprocess(self, payload: Any) -> Any:
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception:  # PIL raises many types for non-images
+            name = getattr(payload, "orig_name", None) or "the upload"
+            raise gr.Error(f"{name} is not a readable image: {UNREADABLE}") from None
+
+
+# ------------------------------------------------------------------------------- output
+def hex_color(rgb: np.ndarray) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*(int(v) for v in rgb))
+
+
+def annotated(state: dict[str, Any], opacity: float) -> gr.AnnotatedImage:
+    """The AnnotatedImage of a result: one mask per class present, coloured by the palette."""
+    mask, classes, palette = state["mask"], state["classes"], state["palette"]
+    ids = [int(i) for i in np.unique(mask) if i < len(classes)]
+    layers = [((mask == i).astype(np.float32) * opacity, classes[i]) for i in ids]
+    colors = {classes[i]: hex_color(palette[i]) for i in ids}
+    return gr.AnnotatedImage(value=(state["rgb"], layers), color_map=colors)
+
+
+def class_shares(mask: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Pixel share (%) of each class present, largest first."""
+    counts = np.bincount(mask.ravel(), minlength=len(classes))
+    rows = [
+        (i, classes[i] if i < len(classes) else f"id {i}", round(100.0 * n / mask.size, 2))
+        for i, n in enumerate(counts)
+        if n
+    ]
+    rows.sort(key=lambda row: -row[2])
+    return pd.DataFrame(rows, columns=SHARE_HEADERS)
+
+
+def segment(
+    image: str | None, model: str, backend: str
+) -> tuple[Image.Image, pd.DataFrame, str, dict[str, Any]]:
+    """Segment one image: class-id mask (palette PNG), class shares, info text (timing,
+    device, resize note) and the result kept for drawing the overlay."""
+    rgb, note = read_upload(image)
+    segmenter = get_segmenter(model, backend)
+    start = time.perf_counter()
+    try:
+        mask = segmenter.predict(rgb)
+    except (ValueError, RuntimeError) as error:
+        raise gr.Error(f"Segmentation failed: {error}") from None
+    seconds = time.perf_counter() - start
+    state = {"rgb": rgb, "mask": mask, "classes": segmenter.classes, "palette": segmenter.palette}
+    height, width = mask.shape
+    info = (
+        f"**Inference:** {seconds * 1000:.0f} ms for {width}x{height} px with `{model}`, "
+        f"{describe_runtime(segmenter)}."
+    )
+    if note:
+        info += f"\n\n**Note:** {note}"
+    return segmenter.mask_image(mask), class_shares(mask, segmenter.classes), info, state
+
+
+def draw_overlay(state: dict[str, Any] | None, opacity: float) -> gr.AnnotatedImage:
+    """The overlay of the last result at `opacity` (no new inference)."""
+    return annotated(state, opacity) if state else gr.AnnotatedImage(value=None)
+
+
+# ------------------------------------------------------------------------------- UI
+def build_demo(default_model: str = DEFAULT_MODEL) -> gr.Blocks:
+    """The demo's Blocks (not launched): input, model and backend choice, outputs."""
+    choices = model_choices(default_model)
+    _ALLOWED.update(choices)
+    examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.png"))
+    with gr.Blocks(title="cpg-zoo segmentation demo", analytics_enabled=False) as demo:
+        gr.Markdown(
+            "# cpg-zoo: semantic segmentation\n"
+            "Models trained with the CPG boundary loss ([arXiv 2404.06704]"
+            "(https://arxiv.org/abs/2404.06704)). Upload or paste an image, or pick an example."
+        )
+        with gr.Row():
+            with gr.Column():
+                image = CheckedImage(
+                    label="Image",
+                    type="filepath",
+                    image_mode=None,  # keep the file as uploaded; the app reads any mode
+                    sources=["upload", "clipboard"],
+                    height=360,
+                )
+                model = gr.Dropdown(
+                    choices,
+                    value=default_model,
+                    label="Model",
+                    info="built-in default, registry ids (from the Hub), or type hf-hub:org/repo",
+                    allow_custom_value=True,
+                )
+                with gr.Row():
+                    backend = gr.Radio(list(BACKENDS), value="onnx", label="Backend")
+                    opacity = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Mask opacity")
+                status = gr.Markdown("Loading the model ...", label="Status", elem_id="status")
+                run = gr.Button("Segment", variant="primary")
+                if examples:
+                    gr.Examples(examples, inputs=image, label="SynthCity examples")
+            with gr.Column():
+                with gr.Tabs():
+                    with gr.Tab("Overlay"):
+                        overlay = gr.AnnotatedImage(
+                            label="Segmentation", format="jpeg", height=360, elem_id="overlay"
+                        )
+                    with gr.Tab("Mask"):
+                        mask = gr.Image(
+                            label="Mask",  # a palette PNG: pixel value = class id
+                            type="pil",
+                            format="png",
+                            image_mode=None,
+                            height=360,
+                        )
+                info = gr.Markdown(label="Info", elem_id="info")
+                shares = gr.Dataframe(
+                    headers=SHARE_HEADERS,
+                    datatype=["number", "str", "number"],
+                    label="Class shares",
+                    interactive=False,
+                )
+        state = gr.State(time_to_live=900)
+
+        gr.on(
+            [run.click, image.upload],
+            segment,
+            inputs=[image, model, backend],
+            outputs=[mask, shares, info, state],
+            api_name="segment",
+        ).success(draw_overlay, inputs=[state, opacity], outputs=overlay, api_visibility="private")
+        gr.on(
+            [demo.load, model.change, backend.change],
+            load_model,
+            inputs=[model, backend],
+            outputs=status,
+            api_name="load_model",
+        )
+        opacity.release(
+            draw_overlay, inputs=[state, opacity], outputs=overlay, api_visibility="private"
+        )
+    return demo
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="zoo demo", description="Gradio segmentation demo.")
+    parser.add_argument("--host", default="127.0.0.1", help="interface (0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"default model: registry id, hf-hub:org/repo or model directory ({DEFAULT_MODEL})",
+    )
+    parser.add_argument("--backend", choices=BACKENDS, default="onnx", help="to preload")
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
+    parser.add_argument("--share", action="store_true", help="public gradio.live link (off)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Load the default model, then serve the demo until interrupted; returns an exit code."""
+    args = parse_args(argv)
+    _ALLOWED.add(args.model)
+    try:
+        segmenter = get_segmenter(args.model, args.backend)
+    except gr.Error as error:
+        print(f"zoo demo: cannot load the model: {error.message}")
+        return 2
+    print(f"model {args.model}: {segmenter!r}")
+    demo = build_demo(args.model)
+    demo.queue(default_concurrency_limit=args.concurrency, max_size=QUEUE_SIZE)
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        max_file_size=MAX_FILE_SIZE,
+        allowed_paths=[str(EXAMPLES_DIR)],
+        ssr_mode=False,
+        mcp_server=False,
+        enable_monitoring=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
