@@ -45,20 +45,21 @@ def make_labels(num_classes: int, seed: int = 0) -> torch.Tensor:
     out = torch.empty(B, H, W, dtype=torch.uint8)
     yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
     for b in range(B):
-        seeds = torch.rand(32, 2, generator=g) * torch.tensor([H, W])
+        seeds = torch.rand(16, 2, generator=g) * torch.tensor([H, W])
         d = (yy[None] - seeds[:, 0, None, None]) ** 2 + (xx[None] - seeds[:, 1, None, None]) ** 2
-        lab = torch.randint(0, num_classes, (32,), generator=g)[d.argmin(0)]
-        for _ in range(10):  # rectangles
+        lab = torch.randint(0, num_classes, (16,), generator=g)[d.argmin(0)]
+        for _ in range(8):  # rectangles
             y0, x0 = torch.randint(0, H - 16, (2,), generator=g).tolist()
-            h, w = torch.randint(16, 160, (2,), generator=g).tolist()
+            h, w = torch.randint(16, 128, (2,), generator=g).tolist()
             lab[y0 : y0 + h, x0 : x0 + w] = torch.randint(0, num_classes, (), generator=g)
-        for i in range(6):  # thin poles and wires, 1-3 px wide
-            pos, width = int(torch.randint(0, H - 3, ())), 1 + i % 3
+        for i in range(4):  # thin poles and wires, 1-3 px wide, 64-320 px long
+            y0, x0 = torch.randint(0, H - 64, (2,), generator=g).tolist()
+            length, width = int(torch.randint(64, 320, (), generator=g)), 1 + i % 3
             c = torch.randint(0, num_classes, (), generator=g)
             if i % 2:
-                lab[pos : pos + width, :] = c
+                lab[y0 : y0 + width, x0 : x0 + length] = c
             else:
-                lab[:, pos : pos + width] = c
+                lab[y0 : y0 + length, x0 : x0 + width] = c
         y0, x0 = torch.randint(0, H - 64, (2,), generator=g).tolist()
         out[b] = lab
         out[b, y0 : y0 + 40, x0 : x0 + 60] = IGNORE

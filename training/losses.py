@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -80,19 +81,6 @@ def _chunks(n: int, size: int):
         yield slice(start, min(start + size, n))
 
 
-def _window_index(pix: Tensor, h: int, w: int, r: int) -> tuple[Tensor, Tensor]:
-    """Image index and in-image flat index (n, k*k) of each pixel's replicate-clamped window."""
-    hw = h * w
-    img = torch.div(pix, hw, rounding_mode="floor")
-    rem = pix - img * hw
-    y = torch.div(rem, w, rounding_mode="floor")
-    x = rem - y * w
-    off = torch.arange(-r, r + 1, device=pix.device)
-    yy = (y[:, None] + off).clamp_(0, h - 1).mul_(w)
-    xx = (x[:, None] + off).clamp_(0, w - 1)
-    return img, (yy[:, :, None] + xx[:, None, :]).flatten(1)
-
-
 def _slide(x: Tensor, k: int, dim: int, op) -> Tensor:
     """Sliding ``op``-reduction (max/min/or) of width k along ``dim`` (output k - 1 shorter)."""
     m, w = x, 1
@@ -124,128 +112,261 @@ def _dilate(mask: Tensor, r: int) -> Tensor:
     return _window_reduce(mask, 2 * r + 1, torch.logical_or)
 
 
-class _Entries:
-    """Boundary entries of a label map: flat pixel (b*H*W + y*W + x), class, exact grad_G."""
+def _columns(k: int, scale: int | None = None) -> list[list[float]]:
+    """Columns ``j = 1..r`` of the x-kernel, ``c[j-1][r+i] = K(i, j)`` (times ``scale`` if given).
 
-    def __init__(self, pix: Tensor, cls: Tensor, gint: Tensor, scale: int) -> None:
-        self.pix, self.cls, self.gint, self.scale = pix, cls, gint, scale
-
-    def __len__(self) -> int:
-        return self.pix.numel()
-
-
-def _label_entries(lab: Tensor, num_classes: int, k: int, exclude: bool) -> _Entries:
-    """Find boundary entries from integer labels ``lab`` (B, H, W); ignored = ``num_classes``."""
-    h, w = lab.shape[-2:]
+    The x-kernel is odd in j and even in i, so ``K = sum_j c_j (e_j - e_-j)^T``: r separable
+    terms; the y-kernel is the transpose and uses the same columns along the other axis.
+    """
+    frac = _kernel_fractions(k)
     r = k // 2
-    kint, scale = _integer_kernels(k)
-    kint = kint.to(lab.device, torch.float32)  # small integers: float32 sums stay exact
-    # Band: pixels whose (replicate-clamped) window holds more than one label value.
-    mx = _window_reduce(lab, k, torch.maximum)
-    band = _window_reduce(lab, k, torch.minimum) != mx
-    if exclude:  # the ignore value is the largest: a window holding one has max == C
-        band &= mx < num_classes
-    del mx
-    band_pix = band.flatten().nonzero().squeeze(1)
-    del band
-    lab_flat = lab.flatten()
-    out_pix, out_cls, out_g = [], [], []
-    rows = max(1, _CHUNK // (k * k))
-    for sl in _chunks(band_pix.numel(), rows):
-        pix = band_pix[sl]
-        img, win = _window_index(pix, h, w, r)
-        lw = lab_flat[win.add_(img[:, None] * (h * w))]  # (n, k*k) window labels
-        del win, img
-        cur = lw.amin(1)
-        while pix.numel():
-            eq = lw == cur[:, None]
-            g = eq.to(torch.float32) @ kint  # exact scaled grad_G of class `cur`
-            keep = (g != 0).any(1) & (cur < num_classes)
-            out_pix.append(pix[keep])
-            out_cls.append(cur[keep])
-            out_g.append(g[keep])
-            nxt = lw.masked_fill(lw <= cur[:, None], num_classes).amin(1)
-            more = nxt < num_classes
-            pix, lw, cur = pix[more], lw[more], nxt[more]
-    if not out_pix:
-        dev = lab.device
-        return _Entries(
-            torch.zeros(0, dtype=torch.int64, device=dev),
-            torch.zeros(0, dtype=torch.int64, device=dev),
-            torch.zeros(0, 2, device=dev),
-            scale,
-        )
-    return _Entries(torch.cat(out_pix), torch.cat(out_cls).long(), torch.cat(out_g), scale)
+    mult = 1 if scale is None else scale
+    return [[float(frac[i][r + j] * mult) for i in range(k)] for j in range(1, r + 1)]
+
+
+def _sep_corr(p: Tensor, cols: list[list[float]], t: int) -> Tensor:
+    """Valid cross-correlation of patches (J, S, S) with the x/y kernels -> (J, 2, T, T)."""
+    r = len(cols)
+    out = p.new_zeros(p.shape[0], 2, t, t)
+    for d in range(2):
+        acc = out[:, d]
+        for j, c in enumerate(cols, 1):
+            if d == 0:  # differences at horizontal distance j, then a vertical filter
+                diff = p[:, :, r + j : r + j + t] - p[:, :, r - j : r - j + t]
+                sl = lambda a, b, diff=diff: diff[:, a:b]  # noqa: E731
+            else:
+                diff = p[:, r + j : r + j + t, :] - p[:, r - j : r - j + t, :]
+                sl = lambda a, b, diff=diff: diff[:, :, a:b]  # noqa: E731
+            acc.add_(sl(r, r + t), alpha=c[r])
+            for i in range(1, r + 1):
+                acc.add_(sl(r + i, r + i + t), alpha=c[r + i])
+                acc.add_(sl(r - i, r - i + t), alpha=c[r + i])
+    return out
+
+
+def _sep_corr_adjoint(g: Tensor, cols: list[list[float]], t: int) -> Tensor:
+    """Adjoint of :func:`_sep_corr`: (J, 2, T, T) -> (J, S, S)."""
+    r = len(cols)
+    s = t + 2 * r
+    out = g.new_zeros(g.shape[0], s, s)
+    for d in range(2):
+        gd = g[:, d]
+        for j, c in enumerate(cols, 1):
+            if d == 0:
+                tmp = g.new_zeros(g.shape[0], s, t)
+                tmp[:, r : r + t].add_(gd, alpha=c[r])
+                for i in range(1, r + 1):
+                    tmp[:, r + i : r + i + t].add_(gd, alpha=c[r + i])
+                    tmp[:, r - i : r - i + t].add_(gd, alpha=c[r + i])
+                out[:, :, r + j : r + j + t] += tmp
+                out[:, :, r - j : r - j + t] -= tmp
+            else:
+                tmp = g.new_zeros(g.shape[0], t, s)
+                tmp[:, :, r : r + t].add_(gd, alpha=c[r])
+                for i in range(1, r + 1):
+                    tmp[:, :, r + i : r + i + t].add_(gd, alpha=c[r + i])
+                    tmp[:, :, r - i : r - i + t].add_(gd, alpha=c[r + i])
+                out[:, r + j : r + j + t, :] += tmp
+                out[:, r - j : r - j + t, :] -= tmp
+    return out
+
+
+class _Tiling:
+    """Square tiles of size T over a (B, H, W) image; a tile's patch adds a clamped r-halo."""
+
+    def __init__(self, b: int, h: int, w: int, t: int, r: int, device: torch.device) -> None:
+        self.b, self.h, self.w, self.t, self.r = b, h, w, t, r
+        self.s = t + 2 * r
+        self.ny, self.nx = -(-h // t), -(-w // t)
+        halo = torch.arange(self.s, device=device) - r
+        self.rows = (torch.arange(self.ny, device=device)[:, None] * t + halo).clamp_(0, h - 1)
+        self.cols = (torch.arange(self.nx, device=device)[:, None] * t + halo).clamp_(0, w - 1)
+
+    @property
+    def count(self) -> int:
+        return self.b * self.ny * self.nx
+
+    def patches(self, img: Tensor) -> Tensor:
+        """(B, H, W) -> (tiles, S, S) halo patches (replicate-clamped)."""
+        p = img.index_select(1, self.rows.flatten()).index_select(2, self.cols.flatten())
+        p = p.view(self.b, self.ny, self.s, self.nx, self.s).transpose(2, 3)
+        return p.reshape(-1, self.s, self.s)
+
+    def tiles(self, img: Tensor, fill: bool) -> Tensor:
+        """(B, H, W) bool -> (tiles, T, T), positions outside the image set to ``fill``."""
+        t = self.t
+        pad = (0, self.nx * t - self.w, 0, self.ny * t - self.h)
+        p = F.pad(img.to(torch.uint8), pad, value=int(fill)).bool()
+        return p.view(self.b, self.ny, t, self.nx, t).transpose(2, 3).reshape(-1, t, t)
+
+    def untile(self, tiles: Tensor) -> Tensor:
+        """(tiles, T, T) -> (B, H, W)."""
+        t = self.t
+        img = tiles.view(self.b, self.ny, self.nx, t, t).transpose(2, 3)
+        return img.reshape(self.b, self.ny * t, self.nx * t)[:, : self.h, : self.w]
+
+    def pixel_index(self, tile: Tensor, dtype: torch.dtype) -> Tensor:
+        """Flat pixel index ``b*H*W + y*W + x`` (n, S, S) of the patches of tiles ``tile``."""
+        per = self.ny * self.nx
+        b = torch.div(tile, per, rounding_mode="floor")
+        rem = tile - b * per
+        ty = torch.div(rem, self.nx, rounding_mode="floor")
+        rows = ((self.rows[ty] + (b * self.h)[:, None]) * self.w).to(dtype)
+        return rows[:, :, None] + self.cols[rem - ty * self.nx].to(dtype)[:, None, :]
+
+
+class _Jobs:
+    """Boundary work as (tile, class) jobs with the exact scaled grad_G of each job's tile."""
+
+    def __init__(self, tiling: _Tiling, tile: Tensor, cls: Tensor, gint: Tensor, scale: int):
+        self.tiling, self.tile, self.cls, self.gint, self.scale = tiling, tile, cls, gint, scale
+
+    def pixel_mask(self) -> Tensor:
+        """(B, H, W) bool: pixels holding at least one boundary entry."""
+        tl = self.tiling
+        m = torch.zeros(tl.count, tl.t, tl.t, dtype=torch.uint8, device=self.gint.device)
+        m.index_add_(0, self.tile, (self.gint != 0).any(1).to(torch.uint8))
+        return tl.untile(m) > 0
+
+
+def _tile_size(k: int) -> int:
+    return 16 if k == 7 else 8
+
+
+def _index_dtype(n: int) -> torch.dtype:
+    """int32 indices (faster gathers) where they can address all ``n`` elements."""
+    return torch.int32 if n < 2**31 else torch.int64
+
+
+def _zeros_like(x: Tensor) -> Tensor:
+    """Zeros like ``x``; on the CPU from calloc-backed numpy memory: no memset pass, and pages
+    the sparse gradient never touches stay unmapped."""
+    if x.device.type != "cpu":
+        return torch.zeros_like(x)
+    return torch.from_numpy(
+        np.zeros(x.shape, dtype=np.float64 if x.dtype == torch.float64 else np.float32)
+    )
+
+
+def _label_jobs(lab: Tensor, num_classes: int, k: int, exclude: bool) -> _Jobs:
+    """Exact grad_G from integer labels ``lab`` (B, H, W) (ignored = ``num_classes``)."""
+    b, h, w = lab.shape
+    r = k // 2
+    tl = _Tiling(b, h, w, _tile_size(k), r, lab.device)
+    _, scale = _integer_kernels(k)
+    cols = _columns(k, scale)
+    # entries can only sit at in-image positions, and (exclude) away from ignored windows
+    invalid = lab == num_classes if exclude else torch.zeros_like(lab, dtype=torch.bool)
+    if exclude:
+        invalid = _window_reduce(invalid, k, torch.logical_or)
+    invalid = tl.tiles(invalid, fill=True)
+    patches = tl.patches(lab)
+    flat = patches.flatten(1)
+    tiles = (flat.amax(1) != flat.amin(1)).nonzero().squeeze(1)  # tiles with an edge
+    out_tile, out_cls, out_g = [], [], []
+    per = max(1, _CHUNK // (tl.s * tl.s))
+    for sl in _chunks(tiles.numel(), per):
+        tile = tiles[sl]
+        pt = patches[tile]
+        seen = torch.zeros(tile.numel(), num_classes + 1, dtype=torch.uint8, device=lab.device)
+        seen.scatter_(1, pt.flatten(1).long(), 1)
+        jt, jc = seen[:, :num_classes].nonzero().unbind(1)
+        for jsl in _chunks(jt.numel(), per):
+            onehot = (pt[jt[jsl]] == jc[jsl, None, None]).to(torch.float32)
+            g = _sep_corr(onehot, cols, tl.t)  # integer sums: exact in float32
+            g.masked_fill_(invalid[tile[jt[jsl]]][:, None], 0)
+            keep = g.flatten(1).any(1)
+            out_tile.append(tile[jt[jsl][keep]])
+            out_cls.append(jc[jsl][keep])
+            out_g.append(g[keep].to(torch.int16))
+    if not out_tile:
+        empty = torch.zeros(0, dtype=torch.int64, device=lab.device)
+        g = torch.zeros(0, 2, tl.t, tl.t, dtype=torch.int16, device=lab.device)
+        return _Jobs(tl, empty, empty, g, scale)
+    return _Jobs(tl, torch.cat(out_tile), torch.cat(out_cls), torch.cat(out_g), scale)
+
+
+def _image_chunks(pix: Tensor, b: int, hw: int, size: int):
+    """Yield (image, in-image pixel indices) chunks of sorted flat pixel indices ``pix``."""
+    bounds = torch.searchsorted(pix, torch.arange(b + 1, device=pix.device) * hw).tolist()
+    for i in range(b):
+        idx = pix[bounds[i] : bounds[i + 1]] - i * hw
+        for sl in _chunks(idx.numel(), size):
+            yield i, idx[sl]
 
 
 def _lse_map(x: Tensor, pix: Tensor) -> Tensor:
-    """Dense (B*H*W,) map holding logsumexp over classes at ``pix`` (sorted), 0 elsewhere."""
+    """Dense (B*H*W,) map: logsumexp over classes at ``pix`` (sorted), +inf elsewhere."""
     b, c, h, w = x.shape
-    hw = h * w
-    lse = x.new_zeros(b * hw)
-    xv = x.view(b, c, hw)
-    bounds = torch.searchsorted(pix, torch.arange(b + 1, device=pix.device) * hw).tolist()
-    cols = max(1, _CHUNK // c)
-    for i in range(b):
-        idx = pix[bounds[i] : bounds[i + 1]] - i * hw
-        for sl in _chunks(idx.numel(), cols):
-            lse[idx[sl] + i * hw] = torch.logsumexp(xv[i].index_select(1, idx[sl]), 0)
-    return lse
+    lse = x.new_full((b, h * w), math.inf)
+    xv = x.view(b, c, h * w)
+    for i, j in _image_chunks(pix, b, h * w, max(1, _CHUNK // c)):
+        lse[i, j] = torch.logsumexp(xv[i].index_select(1, j), 0)
+    return lse.view(-1)
 
 
-class _SparseProbGrad(torch.autograd.Function):
-    """grad_P (E, 2) at the given entries; recomputes the gathered windows in backward."""
+class _CPGFunction(torch.autograd.Function):
+    """CPG loss value from logits and label jobs; works in chunks, recomputes in backward."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, pix: Tensor, cls: Tensor, kern: Tensor, k: int) -> Tensor:
-        r = k // 2
-        used = torch.zeros(x.shape[0] * x.shape[2] * x.shape[3], dtype=torch.bool, device=x.device)
-        used[pix] = True
-        dpix = _dilate(used.view(x.shape[0], *x.shape[2:]), r).flatten().nonzero().squeeze(1)
-        del used
+    def forward(ctx, x: Tensor, jobs: _Jobs, k: int) -> Tensor:
+        count = int((jobs.gint != 0).sum())
+        ctx.jobs, ctx.k, ctx.count = jobs, k, count
+        if count == 0:
+            ctx.save_for_backward(x, None, None)
+            return x.new_zeros(())
+        dpix = _dilate(jobs.pixel_mask(), k // 2).flatten().nonzero().squeeze(1)
+        dpix = dpix.to(_index_dtype(x.numel()))
         lse = _lse_map(x, dpix)
-        out = x.new_empty(pix.numel(), 2)
-        for sl, p, _, _ in _SparseProbGrad._windows(x, pix, cls, lse, k):
-            out[sl] = p @ kern
-        ctx.save_for_backward(x, pix, cls, kern, lse, dpix)
-        ctx.k = k
-        return out
+        total = x.new_zeros(())
+        for _, _, _, diff in _CPGFunction._chunks(x, jobs, lse, k):
+            total += diff.square().sum()
+        ctx.save_for_backward(x, lse, dpix)
+        return total / count
 
     @staticmethod
-    def _windows(x: Tensor, pix: Tensor, cls: Tensor, lse: Tensor, k: int):
-        """Yield (slice, P window (n, k*k), flat logit index, flat pixel index) per chunk."""
+    def _chunks(x: Tensor, jobs: _Jobs, lse: Tensor, k: int):
+        """Yield (P patches, logit index, pixel index, masked grad_G - grad_P) per job chunk."""
         c, h, w = x.shape[1:]
-        hw = h * w
+        tl = jobs.tiling
+        cols = _columns(k)
         xf = x.view(-1)
-        for sl in _chunks(pix.numel(), max(1, _CHUNK // (k * k))):
-            img, win = _window_index(pix[sl], h, w, k // 2)
-            pidx = win + (img * hw)[:, None]
-            xidx = win.add_(((img * c + cls[sl]) * hw)[:, None])
-            yield sl, torch.exp(xf[xidx] - lse[pidx]), xidx, pidx
+        itype = _index_dtype(x.numel())
+        per_img = tl.ny * tl.nx
+        for sl in _chunks(jobs.tile.numel(), max(1, _CHUNK // (tl.s * tl.s))):
+            tile, gint = jobs.tile[sl], jobs.gint[sl]
+            pidx = tl.pixel_index(tile, itype).flatten(1)
+            img = torch.div(tile, per_img, rounding_mode="floor")
+            xidx = pidx + ((img * (c - 1) + jobs.cls[sl]) * (h * w)).to(itype)[:, None]
+            p = xf.index_select(0, xidx.view(-1)).sub_(lse.index_select(0, pidx.view(-1)))
+            p = p.exp_().view(-1, tl.s, tl.s)
+            diff = gint.to(x.dtype).div_(jobs.scale).sub_(_sep_corr(p, cols, tl.t))
+            yield p, xidx, pidx, diff.masked_fill_(gint == 0, 0)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        x, pix, cls, kern, lse, dpix = ctx.saved_tensors
+        x, lse, dpix = ctx.saved_tensors
+        grad = _zeros_like(x)
+        if ctx.count == 0:
+            return grad, None, None
         b, c, h, w = x.shape
-        hw = h * w
-        grad = torch.zeros_like(x)
         gf = grad.view(-1)
-        s = x.new_zeros(b * hw)  # sum over classes of dL/dP * P per pixel
-        for sl, p, xidx, pidx in _SparseProbGrad._windows(x, pix, cls, lse, ctx.k):
-            ap = (grad_out[sl] @ kern.t()).mul_(p).flatten()
-            gf.index_add_(0, xidx.flatten(), ap)
-            s.index_add_(0, pidx.flatten(), ap)
+        s = x.new_zeros(b * h * w)  # sum over classes of dL/dP * P, per pixel
+        cols = _columns(ctx.k)
+        coef = -2 * grad_out / ctx.count
+        for p, xidx, pidx, diff in _CPGFunction._chunks(x, ctx.jobs, lse, ctx.k):
+            ap = _sep_corr_adjoint(diff.mul_(coef), cols, ctx.jobs.tiling.t).mul_(p).view(-1)
+            gf.index_add_(0, xidx.view(-1), ap)
+            s.index_add_(0, pidx.view(-1), ap)
         # softmax Jacobian: dL/dz_c = P_c * (dL/dP_c - s); the dL/dP_c * P_c part is done above
-        xv, gv = x.view(b, c, hw), grad.view(b, c, hw)
-        bounds = torch.searchsorted(dpix, torch.arange(b + 1, device=dpix.device) * hw).tolist()
-        cols = max(1, _CHUNK // c)
-        for i in range(b):
-            idx = dpix[bounds[i] : bounds[i + 1]] - i * hw
-            for sl in _chunks(idx.numel(), cols):
-                j = idx[sl]
-                p = torch.exp(xv[i].index_select(1, j) - lse[j + i * hw])
-                gv[i].index_add_(1, j, p.mul_(s[j + i * hw]).neg_())
-        return grad, None, None, None, None
+        # (flat index_add_: much faster than index_add_ along dim 1 of (C, H*W))
+        xv = x.view(b, c, h * w)
+        lse, s = lse.view(b, -1), s.view(b, -1)
+        rows = torch.arange(c, device=x.device, dtype=dpix.dtype)[:, None] * (h * w)
+        for i, j in _image_chunks(dpix, b, h * w, max(1, _CHUNK // c)):
+            p = xv[i].index_select(1, j).sub_(lse[i, j]).exp_().mul_(s[i, j].neg_())
+            gf.index_add_(0, (rows + j).view(-1).add_(i * c * h * w), p.view(-1))
+        return grad, None, None
 
 
 def _prepare_target(target: Tensor, num_classes: int, ignore_index: int) -> Tensor:
@@ -307,30 +428,27 @@ class CPGLoss(nn.Module):
             f"ignore_mode={self.ignore_mode!r}"
         )
 
-    def _entries(self, target: Tensor, num_classes: int) -> _Entries:
+    def _jobs(self, target: Tensor, num_classes: int) -> _Jobs:
         lab = _prepare_target(target, num_classes, self.ignore_index)
-        return _label_entries(lab, num_classes, self.kernel_size, self.ignore_mode == "exclude")
+        return _label_jobs(lab, num_classes, self.kernel_size, self.ignore_mode == "exclude")
 
     @torch.no_grad()
     def boundary_entries(self, target: Tensor, num_classes: int) -> Tensor:
-        """Boundary entries as an (N, 5) int64 tensor of ``(b, c, direction, y, x)`` rows.
+        """Boundary entries as a sorted (N, 5) int64 tensor of ``(b, c, direction, y, x)`` rows.
 
-        ``direction`` is 0 for the x-kernel and 1 for the y-kernel; rows are sorted.
+        ``direction`` is 0 for the x-kernel and 1 for the y-kernel.
         """
         if target.dim() != 3:
             raise ValueError(f"target must be 3-D (B, H, W), got shape {tuple(target.shape)}")
+        jobs = self._jobs(target, num_classes)
+        tl = jobs.tiling
+        j, d, ly, lx = (jobs.gint != 0).nonzero().unbind(1)
+        tile = jobs.tile[j]
+        per = tl.ny * tl.nx
+        b, ty, tx = tile // per, tile % per // tl.nx, tile % tl.nx
+        out = torch.stack([b, jobs.cls[j], d, ty * tl.t + ly, tx * tl.t + lx], 1)
         h, w = target.shape[-2:]
-        e = self._entries(target, num_classes)
-        rows = []
-        for d in range(2):
-            m = e.gint[:, d] != 0
-            p, c = e.pix[m], e.cls[m]
-            b, rem = p // (h * w), p % (h * w)
-            rows.append(torch.stack([b, c, torch.full_like(c, d), rem // w, rem % w], 1))
-        out = torch.cat(rows)
-        key = out[:, 4] + w * (
-            out[:, 3] + h * (out[:, 2] + 2 * (out[:, 1] + num_classes * out[:, 0]))
-        )
+        key = out[:, 4] + w * (out[:, 3] + h * (out[:, 2] + 2 * (out[:, 1] + num_classes * b)))
         return out[key.argsort()]
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -338,19 +456,8 @@ class CPGLoss(nn.Module):
         with torch.autocast(device_type=logits.device.type, enabled=False):
             x = logits if logits.dtype == torch.float64 else logits.float()
             x = _resize_to(x, target.shape[-2:]).contiguous()
-            e = self._entries(target, x.shape[1])
-            kern = cpg_kernels_flat(self.kernel_size, x.dtype, x.device)
-            grad_p = _SparseProbGrad.apply(x, e.pix, e.cls, kern, self.kernel_size)
-            grad_g = e.gint.to(x.dtype) / e.scale
-            on = (e.gint != 0).to(x.dtype)
-            sq = ((grad_g - grad_p).square() * on).sum()
-            return sq / on.sum().clamp(min=1)
-
-
-def cpg_kernels_flat(k: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """The kernels as a (k*k, 2) matrix over the row-major window."""
-    kint, scale = _integer_kernels(k)
-    return (kint.to(torch.float64) / scale).to(dtype=dtype, device=device)
+            jobs = self._jobs(target, x.shape[1])
+            return _CPGFunction.apply(x, jobs, self.kernel_size)
 
 
 class SegmentationObjective(nn.Module):
