@@ -182,9 +182,11 @@ def hex_color(rgb: np.ndarray) -> str:
 
 
 def annotated(state: dict[str, Any], opacity: float) -> gr.AnnotatedImage:
-    """The AnnotatedImage of a result: one mask per class present, coloured by the palette."""
+    """The AnnotatedImage of a result: one layer per class present (largest first), coloured
+    by the model's palette."""
     mask, classes, palette = state["mask"], state["classes"], state["palette"]
-    ids = [int(i) for i in np.unique(mask) if i < len(classes)]
+    present, counts = np.unique(mask, return_counts=True)
+    ids = [int(i) for i in present[np.argsort(-counts, kind="stable")] if i < len(classes)]
     layers = [((mask == i).astype(np.float32) * opacity, classes[i]) for i in ids]
     colors = {classes[i]: hex_color(palette[i]) for i in ids}
     return gr.AnnotatedImage(value=(state["rgb"], layers), color_map=colors)
@@ -251,6 +253,7 @@ def build_demo(default_model: str = DEFAULT_MODEL) -> gr.Blocks:
                     image_mode=None,  # keep the file as uploaded; the app reads any mode
                     sources=["upload", "clipboard"],
                     height=360,
+                    elem_id="input-image",
                 )
                 model = gr.Dropdown(
                     choices,
@@ -263,7 +266,7 @@ def build_demo(default_model: str = DEFAULT_MODEL) -> gr.Blocks:
                     backend = gr.Radio(list(BACKENDS), value="onnx", label="Backend")
                     opacity = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Mask opacity")
                 status = gr.Markdown("Loading the model ...", label="Status", elem_id="status")
-                run = gr.Button("Segment", variant="primary")
+                run = gr.Button("Segment", variant="primary", elem_id="segment")
                 if examples:
                     gr.Examples(examples, inputs=image, label="SynthCity examples")
             with gr.Column():
@@ -275,6 +278,7 @@ def build_demo(default_model: str = DEFAULT_MODEL) -> gr.Blocks:
                     with gr.Tab("Mask"):
                         mask = gr.Image(
                             label="Mask",  # a palette PNG: pixel value = class id
+                            elem_id="mask",
                             type="pil",
                             format="png",
                             image_mode=None,
@@ -286,6 +290,7 @@ def build_demo(default_model: str = DEFAULT_MODEL) -> gr.Blocks:
                     datatype=["number", "str", "number"],
                     label="Class shares",
                     interactive=False,
+                    elem_id="shares",
                 )
         state = gr.State(time_to_live=900)
 
