@@ -109,6 +109,14 @@ def test_public_defaults() -> None:
     assert city.aux_loss and city.aux_weight == 0.4 and city.momentum == 0.9
 
 
+def test_docs_table_matches_the_recipes() -> None:
+    from training.recipes import recipes_markdown
+
+    text = (REPO / "docs" / "recipes.md").read_text()
+    table = text.split("<!-- recipes:begin -->\n")[1].split("<!-- recipes:end -->")[0]
+    assert table == recipes_markdown(), "regenerate the table in docs/recipes.md"
+
+
 def test_overrides_are_type_checked() -> None:
     base = get_recipe("lraspp_mbv3_synthcity_cpg")
     recipe = apply_overrides(
@@ -230,6 +238,24 @@ def test_overfits_a_tiny_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     losses = [r["total"] for r in log if "total" in r]
     assert losses[-1] < losses[0] / 3
     assert all(r["cpg"] > 0 for r in log if "cpg" in r)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_amp_accumulation_and_clipping(tmp_path: Path, amp: str) -> None:
+    recipe = apply_overrides(
+        get_recipe("lraspp_mbv3_synthcity_ce"),
+        dict(
+            iterations=2, batch_size=4, grad_accum=2, clip_grad_norm=1.0, amp=amp,
+            crop_size=(48, 48), eval_interval=2, log_interval=1, workers=0, threads=1,
+        ),
+    )  # fmt: skip
+    trainer = Trainer(recipe, tmp_path, train_set=Shapes(), val_set=Shapes(n=1), progress=False)
+    result = trainer.fit()
+    assert trainer.micro_batch == 2 and 0 <= result["mIoU"] <= 1
+    checkpoint = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert checkpoint["iteration"] == 2
+    assert bool(checkpoint["scaler"]) == (amp == "fp16")  # GradScaler state only for fp16
+    assert all(v.dtype != torch.bfloat16 for v in checkpoint["model"].values())
 
 
 # -- checkpoints, resume, CLI ----------------------------------------------------------------

@@ -359,31 +359,7 @@ class Trainer:
         if resume:
             self._resume(Path(resume), device)
         main = dist_info.is_main
-        writer = None
-        if main:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            from zoo.config import write_text_atomic
-
-            run_info = {
-                "recipe": r.to_dict(),
-                "command": self.command,
-                "world_size": dist_info.world_size,
-                "device": str(device),
-                "git_commit": self.config["source_commit"],
-            }
-            write_text_atomic(self.out_dir / "run.json", json.dumps(run_info, indent=2) + "\n")
-            writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.iteration or None)
-        bar = None
-        if main and self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(
-                total=r.iterations, initial=self.iteration, desc=r.name, dynamic_ncols=True,
-                mininterval=2.0,
-            )  # fmt: skip
-        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(r.amp)
+        writer, bar = self._start_logging(dist_info) if main else (None, None)
         batches = self._micro_batches(self.iteration * r.grad_accum, dist_info)
         last_eval: dict[str, Any] = {}
         sums: dict[str, float] = {}
@@ -391,76 +367,28 @@ class Trainer:
         started = time.perf_counter()
         self.model.train()
         while self.iteration < r.iterations:
-            self.optimizer.zero_grad(set_to_none=True)
-            terms_step: dict[str, float] = {}
-            for k in range(r.grad_accum):
-                images, masks = next(batches)
-                images = images.to(device, non_blocking=True)
-                masks = masks.to(device, non_blocking=True)
-                sync = k == r.grad_accum - 1 or not dist_info.distributed
-                with nullcontext() if sync else self.model.no_sync():  # type: ignore[operator]
-                    with torch.autocast(
-                        device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
-                    ):
-                        outputs = self.model(images)
-                    outputs = {k_: v.float() for k_, v in outputs.items() if v is not None}
-                    loss, terms = self.objective(outputs, masks)
-                    if not math.isfinite(terms["total"]) and r.amp != "fp16":
-                        raise FloatingPointError(
-                            f"non-finite loss {terms} at iteration {self.iteration}; "
-                            "lower lr or enable clip_grad_norm"
-                        )
-                    self.scaler.scale(loss / r.grad_accum).backward()
-                for name, value in terms.items():
-                    terms_step[name] = terms_step.get(name, 0.0) + value / r.grad_accum
-            if r.clip_grad_norm > 0:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.module.parameters(), r.clip_grad_norm)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
             lr = self.optimizer.param_groups[0]["lr"]
-            self.scheduler.step()
-            self.iteration += 1
-            for name, value in terms_step.items():
+            for name, value in self._train_step(batches, dist_info).items():
                 sums[name] = sums.get(name, 0.0) + value
             steps += 1
             if bar is not None:
                 bar.update(1)
-            if self.iteration % r.log_interval == 0 or self.iteration == r.iterations:
+            final = self.iteration == r.iterations
+            if self.iteration % r.log_interval == 0 or final:
                 means = self._mean_terms(sums, steps, device)
                 if main:
                     assert writer is not None
                     for name, value in means.items():
                         writer.add_scalar(f"train/{name}", value, self.iteration)
                     writer.add_scalar("train/lr", lr, self.iteration)
-                    elapsed = time.perf_counter() - started
-                    writer.add_scalar("train/sec_per_iter", elapsed / steps, self.iteration)
+                    seconds = (time.perf_counter() - started) / steps
+                    writer.add_scalar("train/sec_per_iter", seconds, self.iteration)
                     if bar is not None:
                         bar.set_postfix(loss=f"{means['total']:.4f}", lr=f"{lr:.2e}")
                     self._log({"iteration": self.iteration, "lr": lr, **means})
                 sums, steps, started = {}, 0, time.perf_counter()
-            final = self.iteration == r.iterations
             if self.iteration % r.eval_interval == 0 or final:
-                last_eval = self._evaluate(device)
-                improved = last_eval["mIoU"] > self.best_miou
-                if improved:
-                    self.best_miou = last_eval["mIoU"]
-                if main:
-                    assert writer is not None
-                    for key in ("mIoU", "pixel_acc", "mean_acc", "mBF", "mBIoU"):
-                        if key in last_eval:
-                            writer.add_scalar(f"val/{key}", last_eval[key], self.iteration)
-                    summary = {k: v for k, v in last_eval.items() if not k.startswith("per_")}
-                    self._log({"iteration": self.iteration, "val": summary})
-                    message = (
-                        f"iter {self.iteration}: val mIoU {last_eval['mIoU']:.4f} "
-                        f"mBF {last_eval.get('mBF', float('nan')):.4f} "
-                        f"(best {self.best_miou:.4f})"
-                    )
-                    (bar.write if bar is not None else print)(message)
-                    if improved:
-                        save_checkpoint(self.out_dir / BEST, self._checkpoint())
-                self.model.train()
+                last_eval = self._validate(device, writer, bar)
             if main and (self.iteration % r.checkpoint_interval == 0 or final):
                 save_checkpoint(self.out_dir / LAST, self._checkpoint())
         if bar is not None:
@@ -469,6 +397,94 @@ class Trainer:
             writer.close()
         barrier()
         return last_eval
+
+    def _start_logging(self, dist_info: DistInfo) -> tuple[Any, Any]:
+        """Rank 0: `run.json`, a TensorBoard writer and (optionally) a tqdm bar."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        from zoo.config import write_text_atomic
+
+        r = self.recipe
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        run_info = {
+            "recipe": r.to_dict(),
+            "command": self.command,
+            "world_size": dist_info.world_size,
+            "device": str(dist_info.device),
+            "git_commit": self.config["source_commit"],
+        }
+        write_text_atomic(self.out_dir / "run.json", json.dumps(run_info, indent=2) + "\n")
+        writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.iteration or None)
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(
+                total=r.iterations, initial=self.iteration, desc=r.name, dynamic_ncols=True,
+                mininterval=2.0,
+            )  # fmt: skip
+        return writer, bar
+
+    def _train_step(
+        self, batches: Iterator[tuple[Tensor, Tensor]], dist_info: DistInfo
+    ) -> dict[str, float]:
+        """One optimizer step over `grad_accum` micro-batches; returns the loss terms."""
+        r = self.recipe
+        device = dist_info.device
+        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(r.amp)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms_step: dict[str, float] = {}
+        for k in range(r.grad_accum):
+            images, masks = next(batches)
+            images = images.to(device, non_blocking=True)
+            masks = masks.to(device, non_blocking=True)
+            sync = k == r.grad_accum - 1 or not dist_info.distributed
+            with nullcontext() if sync else self.model.no_sync():  # type: ignore[operator]
+                with torch.autocast(
+                    device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+                ):
+                    outputs = self.model(images)
+                # the loss is computed in fp32
+                outputs = {key: v.float() for key, v in outputs.items() if v is not None}
+                loss, terms = self.objective(outputs, masks)
+                if not math.isfinite(terms["total"]) and r.amp != "fp16":
+                    raise FloatingPointError(
+                        f"non-finite loss {terms} at iteration {self.iteration}; "
+                        "lower lr or enable clip_grad_norm"
+                    )
+                self.scaler.scale(loss / r.grad_accum).backward()
+            for name, value in terms.items():
+                terms_step[name] = terms_step.get(name, 0.0) + value / r.grad_accum
+        if r.clip_grad_norm > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.module.parameters(), r.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.iteration += 1
+        return terms_step
+
+    def _validate(self, device: torch.device, writer: Any, bar: Any) -> dict[str, Any]:
+        """Evaluate on all ranks; on rank 0 log, and write `best.pt` if mIoU improved."""
+        result = self._evaluate(device)
+        improved = result["mIoU"] > self.best_miou
+        if improved:
+            self.best_miou = result["mIoU"]
+        if writer is not None:
+            for key in ("mIoU", "pixel_acc", "mean_acc", "mBF", "mBIoU"):
+                if key in result:
+                    writer.add_scalar(f"val/{key}", result[key], self.iteration)
+            summary = {k: v for k, v in result.items() if not k.startswith("per_")}
+            self._log({"iteration": self.iteration, "val": summary})
+            message = (
+                f"iter {self.iteration}: val mIoU {result['mIoU']:.4f} "
+                f"mBF {result.get('mBF', float('nan')):.4f} (best {self.best_miou:.4f})"
+            )
+            (bar.write if bar is not None else print)(message)
+            if improved:
+                save_checkpoint(self.out_dir / BEST, self._checkpoint())
+        self.model.train()
+        return result
 
     def _mean_terms(self, sums: dict[str, float], steps: int, device: torch.device) -> dict:
         """Loss terms averaged over the logged steps and over all ranks."""
