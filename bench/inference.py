@@ -23,7 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-BACKENDS = ("torch", "torch_bf16", "ort_fp32", "ort_int8")
+BACKENDS = ("torch", "torch_bf16", "ort_fp32", "ort_int8", "ort_int8_pt")
+PER_TENSOR_NAME = "model.int8-per-tensor.onnx"  # bench-only variant: per-tensor weight scales
 ARCHS = ("lraspp_mbv3", "deeplabv3_r50", "hrnetv2_w48_ocr")
 
 
@@ -42,7 +43,8 @@ def run_case(model_dir: Path, backend: str, size: tuple[int, int], runs: int, th
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        name = ONNX_INT8_NAME if backend == "ort_int8" else ONNX_NAME
+        names = {"ort_int8": ONNX_INT8_NAME, "ort_int8_pt": PER_TENSOR_NAME}
+        name = names.get(backend, ONNX_NAME)
         session = ort.InferenceSession(
             str(model_dir / name), options, providers=["CPUExecutionProvider"]
         )
@@ -96,7 +98,7 @@ def prepare(arch: str, work: Path, checkpoint: str | None, num_classes: int) -> 
     from export.testing import random_checkpoint
 
     model_dir = work / arch
-    if (model_dir / "model.int8.onnx").is_file():
+    if (model_dir / PER_TENSOR_NAME).is_file():
         return model_dir
     calib = work / "calib"
     if not calib.is_dir():
@@ -122,6 +124,13 @@ def prepare(arch: str, work: Path, checkpoint: str | None, num_classes: int) -> 
         gates=gates,
         command="bench/inference.py",
     )
+    from export.images import load_calibration_set
+    from export.quantize import quantize_int8
+    from zoo.config import ModelConfig
+
+    config = ModelConfig.load(model_dir)
+    images = load_calibration_set(calib, (256, 512), config.mean, config.std, limit=8).images
+    quantize_int8(model_dir / "model.onnx", model_dir / PER_TENSOR_NAME, images, per_channel=False)
     return model_dir
 
 
@@ -198,8 +207,9 @@ def markdown(results: dict) -> str:
     """The results table in Markdown."""
     lines = [
         "| arch | size | torch eager | torch bf16 | ORT fp32 | ORT int8 | ORT fp32 / torch "
-        "| int8 / fp32 speed-up | int8 agreement* | peak RSS torch / ORT fp32 / int8 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| int8 / fp32 speed-up | int8 agreement* | ORT int8 per-tensor | peak RSS torch / "
+        "ORT fp32 / int8 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["rows"]:
 
@@ -222,6 +232,7 @@ def markdown(results: dict) -> str:
             f"| {seconds(median('ort_int8'))} | {ratio(median('torch'), median('ort_fp32'))} "
             f"| {ratio(median('ort_fp32'), median('ort_int8'))} "
             f"| {f'{agreement:.1%}' if agreement is not None else '-'} "
+            f"| {seconds(median('ort_int8_pt'))} "
             f"| {rss('torch')} / {rss('ort_fp32')} / {rss('ort_int8')} MB |"
         )
     return "\n".join(lines)

@@ -59,6 +59,7 @@ def export_model(
     calib_labels: str | Path | None = None,
     calib_size: tuple[int, int] | None = None,
     calib_limit: int = 16,
+    int8_per_channel: bool = True,
     fp16: bool = False,
     head: Head = "logits",
     opset: int = 18,
@@ -69,7 +70,8 @@ def export_model(
     """Export `checkpoint` into model directory `out_dir` and return `out_dir`.
 
     Writes config.json, model.safetensors, model.onnx (+ model.int8.onnx with `int8`,
-    calibrated on `calib_data`; + model.fp16.onnx with `fp16`) and the "export" report in
+    calibrated on `calib_data`, per-channel weight scales unless `int8_per_channel=False`;
+    + model.fp16.onnx with `fp16`) and the "export" report in
     eval.json. `head` adds a `probs` or `labels` output beside `logits`. `shapes` are the
     parity-gate inputs; `calib_size` (H, W) defaults to the config's input size.
     Raises `ParityError` (with figures) if a gate fails, `CheckpointError` / `ValueError`
@@ -114,7 +116,7 @@ def export_model(
         export_onnx(model, work / ONNX_NAME, config.num_classes, head=head, opset=opset)
         lap("onnx_export_s")
         session = check_onnx_file(work / ONNX_NAME)
-        _check_dynamic_axes(work / ONNX_NAME)
+        _check_dynamic_axes(work / ONNX_NAME, config.num_classes)
         inputs = gate_inputs(shapes, config.mean, config.std, calibration)
         fp32 = fp32_parity(model, session, inputs, gates, head=head)
         lap("fp32_parity_s")
@@ -156,7 +158,12 @@ def export_model(
 
         if int8:
             assert calibration is not None
-            quantize_int8(work / ONNX_NAME, work / ONNX_INT8_NAME, calibration.images)
+            quantize_int8(
+                work / ONNX_NAME,
+                work / ONNX_INT8_NAME,
+                calibration.images,
+                per_channel=int8_per_channel,
+            )
             lap("int8_quantize_s")
             int8_session = check_onnx_file(work / ONNX_INT8_NAME)
             report["parity"]["int8"] = int8_parity(
@@ -171,7 +178,8 @@ def export_model(
             report["int8"] = {
                 "format": "QDQ",
                 "activations": "uint8",
-                "weights": "int8 per channel",
+                "weights": "int8 per channel" if int8_per_channel else "int8 per tensor",
+                "calibration": "MinMax",
             }
             lap("int8_parity_s")
 
@@ -196,14 +204,15 @@ def export_model(
     return out_dir
 
 
-def _check_dynamic_axes(path: Path) -> None:
+def _check_dynamic_axes(path: Path, num_classes: int) -> None:
+    """Input N x 3 x H x W and logits N x C x H x W with named dynamic dims."""
     dims = dynamic_dims(path)
-    expected = ["batch", 3, "height", "width"]
-    if dims.get(INPUT_NAME) != expected or dims.get(LOGITS_NAME, [None])[::2] != expected[::2]:
-        raise ParityError(
-            f"{path}: dims are {dims}, expected input {expected} and logits batch/C/height/width",
-            {"dims": dims},
-        )
+    expected = {
+        INPUT_NAME: ["batch", 3, "height", "width"],
+        LOGITS_NAME: ["batch", num_classes, "height", "width"],
+    }
+    if any(dims.get(name) != value for name, value in expected.items()):
+        raise ParityError(f"{path}: dims are {dims}, expected {expected}", {"dims": dims})
 
 
 def _fp16_figures(fp32_session: Any, fp16_session: Any, x: np.ndarray) -> dict[str, Any]:

@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calib-labels", help="label folder mirroring --calib-data (for mIoU)")
     parser.add_argument("--calib-size", type=_size, help="HxW calibration size (default: config)")
     parser.add_argument("--calib-limit", type=int, default=16, help="calibration images used")
+    parser.add_argument(
+        "--int8-per-tensor",
+        action="store_true",
+        help="per-tensor weight scales (faster, less exact)",
+    )
     parser.add_argument("--fp16", action="store_true", help="also write model.fp16.onnx (GPU)")
     parser.add_argument("--head", choices=HEADS, default="logits", help="extra graph output")
     parser.add_argument("--opset", type=int, default=18)
@@ -80,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             calib_labels=args.calib_labels,
             calib_size=args.calib_size,
             calib_limit=args.calib_limit,
+            int8_per_channel=not args.int8_per_tensor,
             fp16=args.fp16,
             head=args.head,
             opset=args.opset,

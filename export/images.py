@@ -39,9 +39,17 @@ def _split_layout(folder: Path) -> tuple[Path, Path | None]:
     """`folder/images` + `folder/labels` (or similar names) if present, else (folder, None)."""
     image_dir = next((folder / n for n in IMAGE_DIRS if (folder / n).is_dir()), None)
     label_dir = next((folder / n for n in LABEL_DIRS if (folder / n).is_dir()), None)
-    if image_dir is None:
-        return folder, None
-    return image_dir, label_dir
+    if image_dir is not None:
+        return image_dir, label_dir
+    # inside such a tree, e.g. ROOT/leftImg8bit/val -> labels in ROOT/gtFine/val
+    parts = folder.parts
+    for index, part in enumerate(parts):
+        if part in IMAGE_DIRS:
+            for name in LABEL_DIRS:
+                candidate = Path(*parts[:index], name, *parts[index + 1 :])
+                if candidate.is_dir():
+                    return folder, candidate
+    return folder, None
 
 
 def normalise(rgb: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:

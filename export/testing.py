@@ -7,6 +7,7 @@ re-estimates the statistics on smooth synthetic images first.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -19,24 +20,28 @@ from zoo.models import build_model
 
 
 @torch.no_grad()
-def recalibrate_bn(
-    model: nn.Module,
-    mean: list[float],
-    std: list[float],
-    size: tuple[int, int] = (96, 96),
-    batches: int = 3,
-) -> nn.Module:
-    """Re-estimate every BatchNorm's running statistics on synthetic images; eval mode."""
+def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Module:
+    """Re-estimate every BatchNorm's running statistics on `batches`; returns it in eval mode."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     for norm in norms:
         norm.reset_running_stats()
-        norm.momentum = None  # cumulative average over the calibration batches
+        norm.momentum = None  # cumulative average over the batches
     model.train()
-    for seed in range(batches):
-        model(torch.from_numpy(synthetic_images((2, 3, *size), mean, std, seed=100 + seed)))
+    for batch in batches:
+        model(batch)
     for norm in norms:
         norm.momentum = 0.1
     return model.eval()
+
+
+def synthetic_batches(
+    mean: list[float], std: list[float], size: tuple[int, int] = (96, 96), count: int = 3
+) -> list[torch.Tensor]:
+    """`count` batches of two smooth synthetic images."""
+    return [
+        torch.from_numpy(synthetic_images((2, 3, *size), mean, std, seed=100 + seed))
+        for seed in range(count)
+    ]
 
 
 def small_config(arch: str, num_classes: int = 4, dataset: str = "synthcity") -> ModelConfig:
@@ -67,7 +72,7 @@ def random_checkpoint(
     torch.manual_seed(seed)
     config = small_config(arch, num_classes)
     model = build_model(arch, num_classes, aux_loss=aux_loss)
-    recalibrate_bn(model, config.mean, config.std)
+    recalibrate_bn(model, synthetic_batches(config.mean, config.std))
     return save_checkpoint(model, config, path)
 
 
@@ -96,16 +101,20 @@ def pattern_images(count: int, size: tuple[int, int], num_classes: int, seed: in
 
 
 def trained_checkpoint(
-    arch: str, path: str | Path, num_classes: int = 3, steps: int = 40, seed: int = 0
+    arch: str, path: str | Path, num_classes: int = 3, steps: int = 30, seed: int = 0
 ) -> Path:
-    """`arch` briefly trained with SGD on `pattern_images` (confident, image-dependent logits)."""
+    """`arch` briefly trained (Adam) on `pattern_images`: confident, image-dependent logits.
+
+    BatchNorm statistics are re-estimated on the training images afterwards (the running
+    averages lag far behind weights that change this fast).
+    """
     torch.manual_seed(seed)
     config = small_config(arch, num_classes)
     model = build_model(arch, num_classes)
     images, labels = pattern_images(16, (96, 96), num_classes, seed=seed)
     x = torch.from_numpy(np.concatenate([normalise(i, config.mean, config.std) for i in images]))
     y = torch.from_numpy(np.stack(labels))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
     for step in range(steps):
         batch = slice((step * 4) % 16, (step * 4) % 16 + 4)
@@ -113,4 +122,5 @@ def trained_checkpoint(
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return save_checkpoint(model.eval(), config, path)
+    recalibrate_bn(model, x.split(4))
+    return save_checkpoint(model, config, path)
