@@ -44,7 +44,12 @@ __all__ = ["CPGLoss", "SegmentationObjective", "cpg_kernels"]
 
 KERNEL_SIZES = (3, 5, 7)
 IGNORE_MODES = ("exclude", "reference")
-_CHUNK = 1 << 17  # elements per gathered (rows x k*k) block
+_CHUNK = 1 << 17  # elements per chunk of gathered patches / columns (more for large logits)
+
+
+def _chunk_size(x: Tensor) -> int:
+    """Elements per chunk: at least _CHUNK, and under 1/128 of the logits' size."""
+    return max(_CHUNK, x.numel() // 128)
 
 
 def _kernel_fractions(k: int) -> list[list[Fraction]]:
@@ -187,10 +192,20 @@ class _Tiling:
         return self.b * self.ny * self.nx
 
     def patches(self, img: Tensor) -> Tensor:
-        """(B, H, W) -> (tiles, S, S) halo patches (replicate-clamped)."""
-        p = img.index_select(1, self.rows.flatten()).index_select(2, self.cols.flatten())
-        p = p.view(self.b, self.ny, self.s, self.nx, self.s).transpose(2, 3)
-        return p.reshape(-1, self.s, self.s)
+        """(B, H, W) -> (B, ny, nx, S, S) halo patches (replicate-clamped), a strided view."""
+        rows = img.index_select(
+            1, torch.arange(-self.r, self.ny * self.t + self.r).clamp_(0, self.h - 1).to(img.device)
+        )
+        right = self.nx * self.t + self.r - self.w
+        p = torch.cat(
+            [rows[:, :, :1].expand(-1, -1, self.r), rows, rows[:, :, -1:].expand(-1, -1, right)], 2
+        )
+        return p.unfold(1, self.s, self.t).unfold(2, self.s, self.t)
+
+    def split(self, tile: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Flat tile ids -> (image, tile row, tile column)."""
+        per = self.ny * self.nx
+        return tile // per, tile % per // self.nx, tile % self.nx
 
     def tiles(self, img: Tensor, fill: bool) -> Tensor:
         """(B, H, W) bool -> (tiles, T, T), positions outside the image set to ``fill``."""
@@ -261,24 +276,37 @@ def _label_jobs(lab: Tensor, num_classes: int, k: int, exclude: bool) -> _Jobs:
         invalid = _window_reduce(invalid, k, torch.logical_or)
     invalid = tl.tiles(invalid, fill=True)
     patches = tl.patches(lab)
-    flat = patches.flatten(1)
-    tiles = (flat.amax(1) != flat.amin(1)).nonzero().squeeze(1)  # tiles with an edge
+    tiles = (patches.amax((3, 4)) != patches.amin((3, 4))).flatten().nonzero().squeeze(1)
     out_tile, out_cls, out_g = [], [], []
     per = max(1, _CHUNK // (tl.s * tl.s))
     for sl in _chunks(tiles.numel(), per):
         tile = tiles[sl]
-        pt = patches[tile]
+        pt = patches[tl.split(tile)]
         seen = torch.zeros(tile.numel(), num_classes + 1, dtype=torch.uint8, device=lab.device)
         seen.scatter_(1, pt.flatten(1).long(), 1)
-        jt, jc = seen[:, :num_classes].nonzero().unbind(1)
-        for jsl in _chunks(jt.numel(), per):
-            onehot = (pt[jt[jsl]] == jc[jsl, None, None]).to(torch.float32)
-            g = _sep_corr(onehot, cols, tl.t)  # integer sums: exact in float32
-            g.masked_fill_(invalid[tile[jt[jsl]]][:, None], 0)
-            keep = g.flatten(1).any(1)
-            out_tile.append(tile[jt[jsl][keep]])
-            out_cls.append(jc[jsl][keep])
-            out_g.append(g[keep].to(torch.int16))
+        jt, jc = seen[:, :num_classes].nonzero().unbind(1)  # sorted by tile, then class
+        # Without ignored pixels the one-hots of a patch sum to 1, whose gradient is 0: the
+        # last class of such a tile gets minus the sum of the others (half the work at edges).
+        derived = torch.ones_like(jt, dtype=torch.bool)
+        derived[:-1] = jt[1:] != jt[:-1]
+        derived &= seen[jt, num_classes] == 0
+        comp = (~derived).nonzero().squeeze(1)
+        g_comp = [
+            _sep_corr((pt[jt[i]] == jc[i, None, None]).to(torch.float32), cols, tl.t)
+            for i in (comp[c] for c in _chunks(comp.numel(), per))
+        ]  # integer sums: exact in float32
+        g = torch.empty(jt.numel(), 2, tl.t, tl.t, device=lab.device)
+        if g_comp:
+            g[comp] = g_comp = torch.cat(g_comp)
+            sums = torch.zeros(tile.numel(), 2, tl.t, tl.t, device=lab.device)
+            g[derived] = sums.index_add_(0, jt[comp], g_comp).neg_()[jt[derived]]
+        else:
+            g.zero_()
+        g.masked_fill_(invalid[tile[jt]][:, None], 0)
+        keep = g.flatten(1).any(1)
+        out_tile.append(tile[jt[keep]])
+        out_cls.append(jc[keep])
+        out_g.append(g[keep].to(torch.int16))
     if not out_tile:
         empty = torch.zeros(0, dtype=torch.int64, device=lab.device)
         g = torch.zeros(0, 2, tl.t, tl.t, dtype=torch.int16, device=lab.device)
@@ -300,7 +328,7 @@ def _lse_map(x: Tensor, pix: Tensor) -> Tensor:
     b, c, h, w = x.shape
     lse = x.new_full((b, h * w), math.inf)
     xv = x.view(b, c, h * w)
-    for i, j in _image_chunks(pix, b, h * w, max(1, _CHUNK // c)):
+    for i, j in _image_chunks(pix, b, h * w, max(1, _chunk_size(x) // c)):
         lse[i, j] = torch.logsumexp(xv[i].index_select(1, j), 0)
     return lse.view(-1)
 
@@ -333,7 +361,7 @@ class _CPGFunction(torch.autograd.Function):
         xf = x.view(-1)
         itype = _index_dtype(x.numel())
         per_img = tl.ny * tl.nx
-        for sl in _chunks(jobs.tile.numel(), max(1, _CHUNK // (tl.s * tl.s))):
+        for sl in _chunks(jobs.tile.numel(), max(1, _chunk_size(x) // (tl.s * tl.s))):
             tile, gint = jobs.tile[sl], jobs.gint[sl]
             pidx = tl.pixel_index(tile, itype).flatten(1)
             img = torch.div(tile, per_img, rounding_mode="floor")
@@ -363,14 +391,14 @@ class _CPGFunction(torch.autograd.Function):
         xv = x.view(b, c, h * w)
         lse, s = lse.view(b, -1), s.view(b, -1)
         rows = torch.arange(c, device=x.device, dtype=dpix.dtype)[:, None] * (h * w)
-        for i, j in _image_chunks(dpix, b, h * w, max(1, _CHUNK // c)):
+        for i, j in _image_chunks(dpix, b, h * w, max(1, _chunk_size(x) // c)):
             p = xv[i].index_select(1, j).sub_(lse[i, j]).exp_().mul_(s[i, j].neg_())
             gf.index_add_(0, (rows + j).view(-1).add_(i * c * h * w), p.view(-1))
         return grad, None, None
 
 
 def _prepare_target(target: Tensor, num_classes: int, ignore_index: int) -> Tensor:
-    """Validate labels and return int32 labels with ignored pixels mapped to ``num_classes``."""
+    """Validate labels; return int16 (or int32) labels, ignored pixels mapped to ``num_classes``."""
     if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
         raise ValueError(f"target must hold integer class labels, got dtype {target.dtype}")
     ign = target == ignore_index
@@ -381,7 +409,8 @@ def _prepare_target(target: Tensor, num_classes: int, ignore_index: int) -> Tens
             f"target has label values {vals} outside [0, {num_classes - 1}] that are not "
             f"the ignore index {ignore_index}"
         )
-    return target.to(torch.int32).masked_fill(ign, num_classes)
+    dtype = torch.int16 if num_classes < 2**15 - 1 else torch.int32
+    return target.to(dtype).masked_fill(ign, num_classes)
 
 
 def _check_inputs(logits: Tensor, target: Tensor) -> None:
