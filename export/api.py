@@ -197,6 +197,7 @@ def export_model(
         timings["total_s"] = round(time.perf_counter() - start, 3)
         report["timings"] = timings
         _write_report(out_dir / EVAL_NAME, work / EVAL_NAME, report)
+        _default_permissions(work)
         _install(work, out_dir)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -239,6 +240,15 @@ def _write_report(existing: Path, target: Path, report: dict[str, Any]) -> None:
             raise ValueError(f"{existing}: existing eval.json must hold a JSON object")
     data[REPORT_KEY] = report
     write_text_atomic(target, json.dumps(data, indent=2) + "\n")
+
+
+def _default_permissions(work: Path) -> None:
+    """mkdtemp / mkstemp create 0700 / 0600: give the model dir the umask's usual modes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    work.chmod(0o777 & ~umask)
+    for path in work.iterdir():
+        path.chmod(0o666 & ~umask)
 
 
 def _install(work: Path, out_dir: Path) -> None:

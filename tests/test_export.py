@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,9 @@ def test_export_parity(arch: str, tmp_path: Path) -> None:
     checkpoint = random_checkpoint(arch, tmp_path / "c.pt", aux_loss=has_aux_head(arch))
     out = export_model(checkpoint, tmp_path / "model", shapes=SHAPES)
     assert {p.name for p in out.iterdir()} == {CONFIG_NAME, WEIGHTS_NAME, ONNX_NAME, EVAL_NAME}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {0o666 & ~umask}
     onnx.checker.check_model(str(out / ONNX_NAME), full_check=True)
     graph = onnx.load(str(out / ONNX_NAME)).graph
     dims = [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
