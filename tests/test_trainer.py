@@ -209,26 +209,15 @@ class Shapes(Dataset):
 
 
 @pytest.mark.slow
-def test_overfits_a_tiny_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_overfits_a_tiny_set(tmp_path: Path) -> None:
     # torchvision's MobileNetV3 uses BatchNorm momentum 0.01: its running statistics need
     # ~1000 iterations to follow the weights. This 120-iteration run uses 0.1.
-    import zoo.models
-
-    original = zoo.models.build_model
-
-    def build(*args: object, **kwargs: object) -> torch.nn.Module:
-        model = original(*args, **kwargs)  # type: ignore[arg-type]
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.momentum = 0.1
-        return model
-
-    monkeypatch.setattr(zoo.models, "build_model", build)
     recipe = apply_overrides(
         get_recipe("lraspp_mbv3_synthcity_cpg"),
         dict(
             iterations=120, batch_size=4, crop_size=(48, 48), lr=0.05, warmup_iters=5,
             eval_interval=120, log_interval=40, workers=0, threads=1, boundary_tolerance=1,
+            bn_momentum=0.1,
         ),
     )  # fmt: skip
     result = Trainer(recipe, tmp_path, train_set=Shapes(), val_set=Shapes(), progress=False).fit()

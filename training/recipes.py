@@ -58,6 +58,7 @@ class Recipe:
     amp: str = "bf16"
     grad_accum: int = 1
     clip_grad_norm: float = 0.0  # 0 = no clipping
+    bn_momentum: float = 0.0  # BatchNorm momentum; 0 = keep the network's own default
     sync_bn: bool = True  # with more than one process on CUDA (torch: GPU only)
     eval_interval: int = 8000
     checkpoint_interval: int = 1000
@@ -147,6 +148,10 @@ class Recipe:
             problems.append(f"eval_stride must be two positive ints or 0,0: {self.eval_stride}")
         if self.boundary_tolerance < 0 or self.val_max_images < 0 or self.workers < 0:
             problems.append("boundary_tolerance, val_max_images and workers must be >= 0")
+        if not 0 <= self.bn_momentum <= 1:
+            problems.append(
+                f"bn_momentum must be in [0, 1] (0 = network default): {self.bn_momentum}"
+            )
         if self.threads < 0:
             problems.append(f"threads must be >= 0, got {self.threads}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
@@ -176,10 +181,13 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     ),
     # Procedural street scenes (Cityscapes labels, 256x512 frames) for CPU experiments: small
     # crops, a ~10-minute schedule on one core, no downloads (random-init backbone), fp32.
+    # BatchNorm momentum 0.1: torchvision's MobileNetV3 uses 0.01, whose running statistics
+    # lag far behind the weights in a run this short (val pixel accuracy 0.50 with running
+    # statistics vs 0.80 with batch statistics after 400 iterations).
     "synthcity": dict(
-        crop_size=(128, 256), batch_size=4, iterations=800, lr=0.02, warmup_iters=50,
-        pretrained_backbone=False, amp="none", sync_bn=False, eval_interval=400,
-        checkpoint_interval=100, log_interval=20, eval_mode="whole", workers=1,
+        crop_size=(128, 256), batch_size=4, iterations=600, lr=0.02, warmup_iters=50,
+        pretrained_backbone=False, amp="none", sync_bn=False, eval_interval=300,
+        checkpoint_interval=100, log_interval=20, eval_mode="whole", workers=1, bn_momentum=0.1,
     ),
 }  # fmt: skip
 
@@ -321,6 +329,7 @@ def recipes_markdown() -> str:
         ("warm-up", lambda r: str(r.warmup_iters)),
         ("aux", lambda r: "0.4" if r.aux_loss else "-"),
         ("CPG λ", lambda r: f"{r.cpg_lambda:g}" if r.cpg_lambda else "-"),
+        ("BN mom.", lambda r: f"{r.bn_momentum:g}" if r.bn_momentum else "net's"),
         ("AMP", lambda r: r.amp),
         ("pretrained", lambda r: "ImageNet" if r.pretrained_backbone else "no"),
         ("eval", lambda r: r.eval_mode),

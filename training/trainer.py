@@ -255,6 +255,10 @@ class Trainer:
             aux_loss=r.aux_loss,
             pretrained_backbone=r.pretrained_backbone,
         )
+        if r.bn_momentum > 0:
+            for module in model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.momentum = r.bn_momentum
         torch.manual_seed(r.seed + dist_info.rank)  # e.g. dropout differs across ranks
         if r.sync_bn and dist_info.distributed:
             if dist_info.device.type == "cuda":
