@@ -44,6 +44,7 @@ MAX_FILE_SIZE = "20mb"
 CONCURRENCY = 2  # simultaneous inferences (the rest wait in the queue)
 QUEUE_SIZE = 64
 MODEL_CACHE_SIZE = 3
+SESSIONS_KEPT = 500  # Gradio keeps ~0.1 MB per browser/API session; the oldest go first
 SHARE_HEADERS = ["id", "class", "share %"]
 UNREADABLE = "not a known image format, or a damaged file (try PNG, JPEG, WebP, BMP or TIFF)."
 
@@ -181,15 +182,17 @@ def hex_color(rgb: np.ndarray) -> str:
     return "#{:02x}{:02x}{:02x}".format(*(int(v) for v in rgb))
 
 
-def annotated(state: dict[str, Any], opacity: float) -> gr.AnnotatedImage:
+def annotated(
+    rgb: np.ndarray, mask: np.ndarray, segmenter: zoo.Segmenter, opacity: float
+) -> gr.AnnotatedImage:
     """The AnnotatedImage of a result: one layer per class present (largest first), coloured
     by the model's palette."""
-    mask, classes, palette = state["mask"], state["classes"], state["palette"]
+    classes, palette = segmenter.classes, segmenter.palette
     present, counts = np.unique(mask, return_counts=True)
     ids = [int(i) for i in present[np.argsort(-counts, kind="stable")] if i < len(classes)]
     layers = [((mask == i).astype(np.float32) * opacity, classes[i]) for i in ids]
     colors = {classes[i]: hex_color(palette[i]) for i in ids}
-    return gr.AnnotatedImage(value=(state["rgb"], layers), color_map=colors)
+    return gr.AnnotatedImage(value=(rgb, layers), color_map=colors)
 
 
 def class_shares(mask: np.ndarray, classes: list[str]) -> pd.DataFrame:
@@ -206,9 +209,9 @@ def class_shares(mask: np.ndarray, classes: list[str]) -> pd.DataFrame:
 
 def segment(
     image: str | None, model: str, backend: str
-) -> tuple[Image.Image, pd.DataFrame, str, dict[str, Any]]:
+) -> tuple[Image.Image, pd.DataFrame, str, tuple[str, str]]:
     """Segment one image: class-id mask (palette PNG), class shares, info text (timing,
-    device, resize note) and the result kept for drawing the overlay."""
+    device, resize note), and the (model, backend) that made the mask."""
     rgb, note = read_upload(image)
     segmenter = get_segmenter(model, backend)
     start = time.perf_counter()
@@ -217,7 +220,6 @@ def segment(
     except (ValueError, RuntimeError) as error:
         raise gr.Error(f"Segmentation failed: {error}") from None
     seconds = time.perf_counter() - start
-    state = {"rgb": rgb, "mask": mask, "classes": segmenter.classes, "palette": segmenter.palette}
     height, width = mask.shape
     info = (
         f"**Inference:** {seconds * 1000:.0f} ms for {width}x{height} px with `{model}`, "
@@ -225,12 +227,22 @@ def segment(
     )
     if note:
         info += f"\n\n**Note:** {note}"
-    return segmenter.mask_image(mask), class_shares(mask, segmenter.classes), info, state
+    shares = class_shares(mask, segmenter.classes)
+    return segmenter.mask_image(mask), shares, info, (model, backend)
 
 
-def draw_overlay(state: dict[str, Any] | None, opacity: float) -> gr.AnnotatedImage:
-    """The overlay of the last result at `opacity` (no new inference)."""
-    return annotated(state, opacity) if state else gr.AnnotatedImage(value=None)
+def draw_overlay(
+    image: str | None, mask: Image.Image | None, made_by: tuple[str, str] | None, opacity: float
+) -> gr.AnnotatedImage:
+    """The overlay of the shown mask on its image at `opacity` (no new inference; nothing is
+    kept on the server between calls)."""
+    if image is None or mask is None or not made_by:
+        return gr.AnnotatedImage(value=None)
+    rgb, _ = read_upload(image)
+    ids = np.asarray(mask)
+    if ids.shape != rgb.shape[:2]:  # the image changed since; its own result is on its way
+        return gr.skip()
+    return annotated(rgb, ids, get_segmenter(*made_by), opacity)
 
 
 # ------------------------------------------------------------------------------- UI
@@ -292,15 +304,20 @@ def build_demo(default_model: str = DEFAULT_MODEL) -> gr.Blocks:
                     interactive=False,
                     elem_id="shares",
                 )
-        state = gr.State(time_to_live=900)
+        made_by = gr.State()  # (model, backend) of the mask shown
 
         gr.on(
             [run.click, image.upload],
             segment,
             inputs=[image, model, backend],
-            outputs=[mask, shares, info, state],
+            outputs=[mask, shares, info, made_by],
             api_name="segment",
-        ).success(draw_overlay, inputs=[state, opacity], outputs=overlay, api_visibility="private")
+        ).success(
+            draw_overlay,
+            inputs=[image, mask, made_by, opacity],
+            outputs=overlay,
+            api_visibility="private",
+        )
         gr.on(
             [demo.load, model.change, backend.change],
             load_model,
@@ -309,7 +326,10 @@ def build_demo(default_model: str = DEFAULT_MODEL) -> gr.Blocks:
             api_name="load_model",
         )
         opacity.release(
-            draw_overlay, inputs=[state, opacity], outputs=overlay, api_visibility="private"
+            draw_overlay,
+            inputs=[image, mask, made_by, opacity],
+            outputs=overlay,
+            api_visibility="private",
         )
     return demo
 
@@ -350,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
         ssr_mode=False,
         mcp_server=False,
         enable_monitoring=False,
+        run_history=False,  # no run records (nor their optional upload to a Hub bucket)
+        state_session_capacity=SESSIONS_KEPT,
+        footer_links=["api", "settings"],
     )
     return 0
 

@@ -178,6 +178,19 @@ def test_import_builds_nothing_and_demo_builds() -> None:
     assert {"segment", "load_model"} <= names
 
 
+def test_overlay_is_redrawn_from_the_shown_mask(model_dir: Path) -> None:
+    import app
+    import zoo
+
+    app.build_demo(str(model_dir))  # lists the model
+    segmenter = zoo.load(model_dir, backend="onnx")
+    mask = segmenter.mask_image(segmenter.predict(EXAMPLES[0]))
+    update = app.draw_overlay(str(EXAMPLES[0]), mask, (str(model_dir), "onnx"), 0.3)
+    layers = update.value["annotations"]
+    assert layers and len(layers) == len(np.unique(np.asarray(mask)))
+    assert app.draw_overlay(None, None, None, 0.3).value is None
+
+
 def test_main_reports_an_unavailable_model(tmp_path: Path, capsys) -> None:
     import app
 
