@@ -2,8 +2,9 @@
 
     python bench/loss.py [--repeats 7] [--output runs/bench/loss.md]
 
-Settings: ``torch.set_num_threads(2)``, CPU, B=2, 512x512, float32 logits, blocky labels
-(Voronoi regions, rectangles, thin 1-3 px structures, one ignored rectangle per image).
+Settings: ``torch.set_num_threads(2)`` (``--threads``), CPU, B=2, 512x512, float32 logits
+(3 * randn), blocky labels (per image: 16 Voronoi cells, 8 rectangles, 4 thin 1-3 px segments,
+one 40x60 ignored box; about 4% of pixels have a 4-neighbour of another label).
 For each C in {19, 150, 171} and k in {3, 5, 7} it reports the median forward+backward time,
 the extra peak memory and the relative value/gradient error of ours against the direct form.
 
@@ -111,11 +112,15 @@ def inputs(num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     return logits, make_labels(num_classes).long()
 
 
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
+clock = time.perf_counter
+
+
 def fwd_bwd(fn: Callable, logits: torch.Tensor, target: torch.Tensor, k: int) -> float:
     logits.grad = None
-    t0 = time.perf_counter()
+    t0 = clock()
     fn(logits, target, k).backward()
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
 def _status_kib(field: str) -> int:
@@ -124,7 +129,6 @@ def _status_kib(field: str) -> int:
 
 def memory_case(method: str, num_classes: int, k: int) -> None:
     """Run in a subprocess: print extra peak bytes of one forward+backward."""
-    torch.set_num_threads(2)
     fn = METHODS[method]
     small = torch.randn(B, num_classes, 32, 32, requires_grad=True)
     fwd_bwd(fn, small, make_labels(num_classes)[:, :32, :32].long(), k)  # warm-up
@@ -135,14 +139,28 @@ def memory_case(method: str, num_classes: int, k: int) -> None:
     before = _status_kib("VmRSS")
     fwd_bwd(fn, logits, target, k)
     peak = _status_kib("VmHWM")
-    print((peak - before) * 1024 - logits.grad.numel() * logits.grad.element_size())
+    # The gradient may be calloc-backed with untouched (unmapped) pages: count only what is
+    # resident of it (touching every page afterwards shows how much was not).
+    rss = _status_kib("VmRSS")
+    logits.grad.view(-1)[:: 4096 // logits.grad.element_size()].add_(0)
+    untouched = (_status_kib("VmRSS") - rss) * 1024
+    grad_bytes = logits.grad.numel() * logits.grad.element_size()
+    print((peak - before) * 1024 - (grad_bytes - untouched))
 
 
-def extra_memory(method: str, num_classes: int, k: int) -> int:
+def extra_memory(method: str, num_classes: int, k: int, threads: int) -> int:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
     cmd = [sys.executable, __file__, "--memory-case", method, str(num_classes), str(k)]
+    cmd += ["--threads", str(threads)]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return int(res.stdout.strip().splitlines()[-1])
+
+
+def boundary_fraction(target: torch.Tensor, num_classes: int, k: int) -> float:
+    """Fraction of pixels holding at least one boundary entry."""
+    e = CPGLoss(k, IGNORE).boundary_entries(target, num_classes)
+    pix = (e[:, 0] * H + e[:, 3]) * W + e[:, 4]
+    return pix.unique().numel() / target.numel()
 
 
 def rel_errors(logits: torch.Tensor, target: torch.Tensor, k: int) -> tuple[float, float]:
@@ -151,7 +169,7 @@ def rel_errors(logits: torch.Tensor, target: torch.Tensor, k: int) -> tuple[floa
         logits.grad = None
         v = fn(logits, target, k)
         v.backward()
-        vals.append(float(v))
+        vals.append(float(v.detach()))
         grads.append(logits.grad.clone())
     gerr = float((grads[1] - grads[0]).abs().max() / grads[0].abs().max())
     return abs(vals[1] - vals[0]) / abs(vals[0]), gerr
@@ -169,37 +187,48 @@ def main() -> None:
     ap.add_argument("--classes", type=int, nargs="+", default=list(CLASSES))
     ap.add_argument("--kernels", type=int, nargs="+", default=list(KERNELS))
     ap.add_argument("--no-direct", action="store_true", help="skip the (slow) direct form")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    ap.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall: perf_counter; process: CPU time of the process (use with --threads 1 on a "
+        "busy machine)",
+    )
     ap.add_argument("--output", type=Path, default=Path("runs/bench/loss.md"))
     ap.add_argument("--memory-case", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global clock
+    clock = CLOCKS[args.clock]
+    torch.set_num_threads(args.threads)
     if args.memory_case:
         memory_case(args.memory_case[0], int(args.memory_case[1]), int(args.memory_case[2]))
         return
-    torch.set_num_threads(2)
     mib = 2.0**20
     rows = [
-        "| C | k | CE time (s) | direct time (s) | ours time (s) | ours / CE | "
+        "| C | k | boundary px | CE time (s) | direct time (s) | ours time (s) | ours / CE | "
         "CE extra mem (MiB) | direct extra mem (MiB) | ours extra mem (MiB) | "
         "ours mem / logits | value rel err | grad rel err |",
-        "|---" * 12 + "|",
+        "|---" * 13 + "|",
     ]
     print(rows[0], flush=True)
     for c in args.classes:
         logits, target = inputs(c)
         logits_mib = logits.numel() * 4 / mib
         t_ce = median_time(ce_loss, logits, target, 3, args.repeats)
-        m_ce = extra_memory("ce", c, 3) / mib
+        m_ce = extra_memory("ce", c, 3, args.threads) / mib
         for k in args.kernels:
             t_ours = median_time(ours, logits, target, k, args.repeats)
-            m_ours = extra_memory("ours", c, k) / mib
+            m_ours = extra_memory("ours", c, k, args.threads) / mib
             if args.no_direct:
                 t_dir, m_dir, verr, gerr = (float("nan"),) * 4
             else:
                 t_dir = median_time(direct_cpg, logits, target, k, args.direct_repeats)
-                m_dir = extra_memory("direct", c, k) / mib
+                m_dir = extra_memory("direct", c, k, args.threads) / mib
                 verr, gerr = rel_errors(logits, target, k)
             row = (
-                f"| {c} | {k} | {t_ce:.3f} | {t_dir:.3f} | {t_ours:.3f} | {t_ours / t_ce:.2f} | "
+                f"| {c} | {k} | {100 * boundary_fraction(target, c, k):.1f}% | "
+                f"{t_ce:.3f} | {t_dir:.3f} | {t_ours:.3f} | {t_ours / t_ce:.2f} | "
                 f"{m_ce:.1f} | {m_dir:.1f} | {m_ours:.1f} | {m_ours / logits_mib:.3f} | "
                 f"{verr:.1e} | {gerr:.1e} |"
             )
@@ -209,8 +238,10 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.output.with_suffix(".tmp")
     tmp.write_text(
-        f"B={B}, {H}x{W}, {torch.get_num_threads()} threads, logits size per C: "
-        f"{B}*C*{H}*{W}*4 bytes\n\n" + "\n".join(rows) + "\n"
+        f"B={B}, {H}x{W}, {torch.get_num_threads()} threads, clock {args.clock}, median of "
+        f"{args.repeats} (direct: {args.direct_repeats}); logits: {B}*C*{H}*{W}*4 bytes\n\n"
+        + "\n".join(rows)
+        + "\n"
     )
     tmp.replace(args.output)
     print(f"written {args.output}")

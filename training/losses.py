@@ -346,9 +346,15 @@ class _CPGFunction(torch.autograd.Function):
         dpix = _dilate(jobs.pixel_mask(), k // 2).flatten().nonzero().squeeze(1)
         dpix = dpix.to(_index_dtype(x.numel()))
         lse = _lse_map(x, dpix)
+        # keep the chunks for backward when they are small next to the logits, else recompute
+        s2 = jobs.tiling.s**2
+        keep = jobs.tile.numel() * (3 * s2 + 2 * jobs.tiling.t**2) <= x.numel() // 16
+        ctx.kept = []
         total = x.new_zeros(())
-        for _, _, _, diff in _CPGFunction._chunks(x, jobs, lse, k):
-            total += diff.square().sum()
+        for chunk in _CPGFunction._chunks(x, jobs, lse, k):
+            total += chunk[3].square().sum()
+            if keep:
+                ctx.kept.append(chunk)
         ctx.save_for_backward(x, lse, dpix)
         return total / count
 
@@ -382,8 +388,9 @@ class _CPGFunction(torch.autograd.Function):
         s = x.new_zeros(b * h * w)  # sum over classes of dL/dP * P, per pixel
         cols = _columns(ctx.k)
         coef = -2 * grad_out / ctx.count
-        for p, xidx, pidx, diff in _CPGFunction._chunks(x, ctx.jobs, lse, ctx.k):
-            ap = _sep_corr_adjoint(diff.mul_(coef), cols, ctx.jobs.tiling.t).mul_(p).view(-1)
+        chunks = ctx.kept or _CPGFunction._chunks(x, ctx.jobs, lse, ctx.k)
+        for p, xidx, pidx, diff in chunks:
+            ap = _sep_corr_adjoint(diff * coef, cols, ctx.jobs.tiling.t).mul_(p).view(-1)
             gf.index_add_(0, xidx.view(-1), ap)
             s.index_add_(0, pidx.view(-1), ap)
         # softmax Jacobian: dL/dz_c = P_c * (dL/dP_c - s); the dL/dP_c * P_c part is done above
