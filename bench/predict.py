@@ -146,10 +146,15 @@ def main() -> None:
             ("default (1024 -> runs at 512x1024)", None),
             ("0 (full res)", "0"),
         ):
+            load = os.getloadavg()[0]
             seconds = run(frames, model, args.workdir / "out", backend, max_side)
+            load = max(load, os.getloadavg()[0])
             rate = args.frames / seconds
-            print(f"{backend:6s} max-side {label:36s} {seconds:7.1f} s  {rate:6.2f} images/s")
-            rows.append((backend, label, seconds, rate))
+            print(
+                f"{backend:6s} max-side {label:36s} {seconds:7.1f} s  {rate:6.2f} images/s  "
+                f"load {load:.1f}"
+            )
+            rows.append((backend, label, seconds, rate, load))
 
     command = "python bench/predict.py" + (f" --frames {args.frames}" if args.frames != 200 else "")
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -157,9 +162,9 @@ def main() -> None:
     import torch
 
     table = [
-        "| backend | --max-side | seconds | images/s |",
-        "|---|---|---|---|",
-        *[f"| {b} | {label} | {s:.1f} | {r:.2f} |" for b, label, s, r in rows],
+        "| backend | --max-side | seconds | images/s | load avg (1 min, max of start/end) |",
+        "|---|---|---|---|---|",
+        *[f"| {b} | {label} | {s:.1f} | {r:.2f} | {ld:.1f} |" for b, label, s, r, ld in rows],
     ]
     text = "\n".join(
         [
@@ -169,13 +174,14 @@ def main() -> None:
             f"{args.width}x{args.height} ({source}), lraspp_mbv3 with 19 classes and random, "
             "BatchNorm-calibrated weights (speed does not depend on training). End to end: "
             "decoding (2 prefetch threads), inference, logit upsampling, palette-PNG encoding and "
-            "atomic writes, batch size 1.",
+            "atomic writes, batch size 1; model loading (once) included.",
             "",
             *table,
             "",
             f"- command: `{command}`",
             f"- machine: {os.cpu_count()} CPU cores (nproc), {cpu_model()}, no GPU; shared with "
-            "other jobs while measured, so figures are noisy (expect +-20%)",
+            "other jobs while measured (see the load column: a load of 2 means the two cores "
+            "were busy with this benchmark alone), so these are lower bounds, noisy ones",
             f"- software: Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}"
             f" (CPUExecutionProvider), torch {torch.__version__}",
             f"- date: {now}",
