@@ -23,11 +23,14 @@ Differences from the authors' reference code (all deliberate):
 * **No boundary entry** in the batch gives 0 (with a valid graph), not NaN.
 
 Implementation: ``grad_G`` is non-zero only on a thin band around label edges and only for
-the classes present in the window, so it is computed from the integer labels at band pixels
-only; ``grad_P`` is computed only at the boundary entries by gathering the k x k window of
-``P`` (log-sum-exp evaluated only at pixels those windows touch) in a custom autograd
-function that works in chunks and recomputes in backward, so no B x C x H x W intermediate
-(softmax, one-hot, convolution output, mask) is ever built.
+the classes present there.  The image is cut into small tiles; a *job* is a (tile, class)
+pair whose class occurs in the tile's (k // 2)-halo patch.  For each job ``grad_G`` is
+computed exactly from the integer labels, jobs without a boundary entry are dropped, and
+``grad_P`` is computed for the remaining jobs only, from the gathered halo patch of ``P``
+(log-sum-exp evaluated only at pixels within k // 2 of a boundary entry).  Both use the
+kernels' separable form (``r = k // 2`` rank-one terms).  A custom autograd function does
+this in chunks (recomputing them in backward unless they are small), so no B x C x H x W
+intermediate (softmax, one-hot, convolution output, mask) is ever built.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ __all__ = ["CPGLoss", "SegmentationObjective", "cpg_kernels"]
 KERNEL_SIZES = (3, 5, 7)
 IGNORE_MODES = ("exclude", "reference")
 _CHUNK = 1 << 17  # elements per chunk of gathered patches / columns (more for large logits)
+_KEEP = 1 / 16  # keep forward chunks for backward if they total at most this x logits' size
 
 
 def _chunk_size(x: Tensor) -> int:
@@ -348,7 +352,7 @@ class _CPGFunction(torch.autograd.Function):
         lse = _lse_map(x, dpix)
         # keep the chunks for backward when they are small next to the logits, else recompute
         s2 = jobs.tiling.s**2
-        keep = jobs.tile.numel() * (3 * s2 + 2 * jobs.tiling.t**2) <= x.numel() // 16
+        keep = jobs.tile.numel() * (3 * s2 + 2 * jobs.tiling.t**2) <= x.numel() * _KEEP
         ctx.kept = []
         total = x.new_zeros(())
         for chunk in _CPGFunction._chunks(x, jobs, lse, k):
