@@ -17,6 +17,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -54,7 +55,14 @@ def model_source(name: str) -> str | Path:
     """What `zoo.load` gets for a dropdown value: the packaged directory for the built-in
     default, the name itself otherwise (registry id, `hf-hub:org/repo`, local directory)."""
     packaged = MODELS_DIR / name
-    return packaged if "/" not in name and packaged.is_dir() else name
+    if "/" not in name and packaged.is_dir():
+        return packaged
+    if name == DEFAULT_MODEL:
+        raise ModelNotAvailableError(
+            f"{name} (the built-in model) is missing: {packaged} does not exist. Reinstall "
+            "cpg-zoo, or rebuild it with `bash scripts/build_default_model.sh`."
+        )
+    return name
 
 
 class ModelCache:
@@ -356,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         segmenter = get_segmenter(args.model, args.backend)
     except gr.Error as error:
-        print(f"zoo demo: cannot load the model: {error.message}")
+        print(f"zoo demo: cannot load the model: {error.message}", file=sys.stderr)
         return 2
     print(f"model {args.model}: {segmenter!r}")
     demo = build_demo(args.model)

@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         process, url = start_app(temp, "--model", args.model)
         pid = process.pid
+    load_before = os.getloadavg()[0]
     rounds = []  # per round: (wall s, latencies, errors, RSS samples)
     try:
         run_client(url, Path(args.image), args.model, 2, [0], threading.Lock())  # warm-up
@@ -140,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"## Demo load test ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)\n")
     print(f"- command: `python bench/load_app.py {' '.join(argv or sys.argv[1:])}`".rstrip())
     print(f"- machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}, {platform.platform()}")
+    print(
+        f"- 1-minute load average: {load_before:.1f} before, {os.getloadavg()[0]:.1f} after "
+        "(clients and server share the machine)"
+    )
     print(f"- model: `{args.model}`, ONNX backend; image {Path(args.image).name}")
     print(
         f"- {args.rounds} rounds, each {args.clients} clients x {args.requests} requests = {total}"

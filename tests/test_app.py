@@ -195,7 +195,7 @@ def test_main_reports_an_unavailable_model(tmp_path: Path, capsys) -> None:
     import app
 
     assert app.main(["--model", str(tmp_path / "missing"), "--port", str(free_port())]) == 2
-    assert "does not exist" in capsys.readouterr().out
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_examples_ship() -> None:
