@@ -245,6 +245,8 @@ def test_amp_accumulation_and_clipping(tmp_path: Path, amp: str) -> None:
     assert checkpoint["iteration"] == 2
     assert bool(checkpoint["scaler"]) == (amp == "fp16")  # GradScaler state only for fp16
     assert all(v.dtype != torch.bfloat16 for v in checkpoint["model"].values())
+    again = Trainer(recipe, tmp_path, train_set=Shapes(), val_set=Shapes(n=1), progress=False)
+    assert again.fit(resume=True) == {}  # already complete: nothing to do
 
 
 # -- checkpoints, resume, CLI ----------------------------------------------------------------

@@ -7,6 +7,7 @@ and the metric counts are all-reduced, so the numbers are exact.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -111,8 +113,6 @@ def _autocast(device: torch.device, amp: str) -> Any:
 
 def _shard(dataset: Dataset, max_images: int = 0) -> Dataset:
     """This process's images: every world_size-th one, after the first `max_images`."""
-    import torch.distributed as dist
-
     n = len(dataset)  # type: ignore[arg-type]
     if max_images:
         n = min(n, max_images)
@@ -170,8 +170,6 @@ def evaluate(
         count += 1
     counted = torch.tensor([count], device=device)
     metrics.reduce()
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(counted)
     model.train(was_training)
@@ -247,8 +245,6 @@ def evaluate_checkpoint(
     checkpoint = load_checkpoint(checkpoint_path)
     config = checkpoint["config"]
     recipe = config.get("recipe", {})
-    import os
-
     torch_device = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
     model = model_from_checkpoint(checkpoint).to(torch_device)
     dataset = build_dataset(

@@ -363,6 +363,10 @@ class Trainer:
         if resume:
             self._resume(Path(resume), device)
         main = dist_info.is_main
+        if self.iteration >= r.iterations:
+            if main:
+                print(f"{r.name}: already trained ({self.iteration} iterations); nothing to do")
+            return {}
         writer, bar = self._start_logging(dist_info) if main else (None, None)
         batches = self._micro_batches(self.iteration * r.grad_accum, dist_info)
         last_eval: dict[str, Any] = {}
