@@ -170,19 +170,24 @@ def read_upload(path: str | None) -> tuple[np.ndarray, str]:
     return resize_rgb(rgb, size), note
 
 
-class CheckedImage(gr.Image):
-    """`gr.Image` whose unreadable uploads raise a `gr.Error` naming the file."""
+def checked_image(**kwargs: Any) -> gr.Image:
+    """A `gr.Image` whose unreadable uploads raise a `gr.Error` naming the file, instead of
+    PIL's exception (which Gradio would hide behind a generic message). The check wraps the
+    instance's `preprocess`: a `gr.Image` subclass would make Gradio write an `app.pyi`."""
+    image = gr.Image(**kwargs)
+    preprocess = image.preprocess
 
-    is_template = True  # rendered by gr.Image's frontend
-
-    def preprocess(self, payload: Any) -> Any:
+    def checked(payload: Any) -> Any:
         try:
-            return super().preprocess(payload)
+            return preprocess(payload)
         except gr.Error:
             raise
         except Exception:  # PIL raises many types for non-images
             name = getattr(payload, "orig_name", None) or "the upload"
             raise gr.Error(f"{name} is not a readable image: {UNREADABLE}") from None
+
+    image.preprocess = checked
+    return image
 
 
 # ------------------------------------------------------------------------------- output
@@ -267,7 +272,7 @@ def build_demo(default_model: str = DEFAULT_MODEL) -> gr.Blocks:
         )
         with gr.Row():
             with gr.Column():
-                image = CheckedImage(
+                image = checked_image(
                     label="Image",
                     type="filepath",
                     image_mode=None,  # keep the file as uploaded; the app reads any mode

@@ -176,6 +176,7 @@ def test_import_builds_nothing_and_demo_builds() -> None:
     assert demo.__class__.__name__ == "Blocks"
     names = {dep.api_name for dep in demo.fns.values()}
     assert {"segment", "load_model"} <= names
+    assert not (ROOT / "app.pyi").exists(), "a gr.Component subclass made Gradio write app.pyi"
 
 
 def test_overlay_is_redrawn_from_the_shown_mask(model_dir: Path) -> None:
