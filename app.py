@@ -66,23 +66,38 @@ def model_source(name: str) -> str | Path:
 
 
 class ModelCache:
-    """Segmenters loaded on demand, at most `size` kept (least recently used dropped)."""
+    """Segmenters loaded on demand, at most `size` kept (least recently used dropped).
+
+    A slow load (a Hub download) blocks only the requests for that model."""
 
     def __init__(self, size: int = MODEL_CACHE_SIZE) -> None:
         self.size = size
         self._models: OrderedDict[tuple[str, str], zoo.Segmenter] = OrderedDict()
+        self._loading: dict[tuple[str, str], threading.Lock] = {}
         self._lock = threading.Lock()
+
+    def _cached(self, key: tuple[str, str]) -> zoo.Segmenter | None:
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+            return self._models.get(key)
 
     def get(self, name: str, backend: str) -> zoo.Segmenter:
         """The Segmenter of (name, backend); raises ModelNotAvailableError, ValueError, ..."""
         key = (name, backend)
-        with self._lock:  # one load at a time; loads are rare, inference runs unlocked
-            if key not in self._models:
-                self._models[key] = zoo.load(model_source(name), backend=backend)
+        if (segmenter := self._cached(key)) is not None:
+            return segmenter
+        with self._lock:
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:  # one load per model; the others wait for it, then hit the cache
+            if (segmenter := self._cached(key)) is not None:
+                return segmenter
+            segmenter = zoo.load(model_source(name), backend=backend)
+            with self._lock:
+                self._models[key] = segmenter
                 while len(self._models) > self.size:
                     self._models.popitem(last=False)
-            self._models.move_to_end(key)
-            return self._models[key]
+            return segmenter
 
 
 MODELS = ModelCache()
@@ -116,7 +131,7 @@ def get_segmenter(name: str, backend: str) -> zoo.Segmenter:
         )
     try:
         return MODELS.get(name, backend)
-    except ModuleNotFoundError as error:
+    except ImportError as error:
         raise gr.Error(f"The {backend} backend is not installed here ({error}).") from None
     except (ModelNotAvailableError, ModelFileError, ValueError, OSError) as error:
         message = str(error)
