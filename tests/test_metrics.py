@@ -112,6 +112,58 @@ def test_boundary_ignores_edges_next_to_ignored_pixels() -> None:
     assert int(counts[2, 1]) == 2 * 8 + 18
 
 
+def _naive_boundary_counts(pred: torch.Tensor, target: torch.Tensor, classes: int, t: int):
+    """The documented definitions, pixel by pixel (slow; small maps only)."""
+    height, width = target.shape
+    p, g = pred.tolist(), target.tolist()
+
+    def near(y: int, x: int, r: int):
+        for yy in range(max(0, y - r), min(height, y + r + 1)):
+            for xx in range(max(0, x - r), min(width, x + r + 1)):
+                yield yy, xx
+
+    def band(lab: list, y: int, x: int, r: int) -> bool:
+        return any(lab[yy][xx] != lab[y][x] for yy, xx in near(y, x, r))
+
+    valid = [[all(g[yy][xx] != 255 for yy, xx in near(y, x, max(t, 1))) for x in range(width)]
+             for y in range(height)]  # fmt: skip
+    pts = [(y, x) for y in range(height) for x in range(width) if valid[y][x]]
+    pb = {(y, x) for y, x in pts if band(p, y, x, 1)}
+    gb = {(y, x) for y, x in pts if band(g, y, x, 1)}
+    counts = torch.zeros(6, classes, dtype=torch.int64)
+    for y, x in pb:
+        counts[0, p[y][x]] += 1
+        counts[1, p[y][x]] += any(q in gb and g[q[0]][q[1]] == p[y][x] for q in near(y, x, t))
+    for y, x in gb:
+        counts[2, g[y][x]] += 1
+        counts[3, g[y][x]] += any(q in pb and p[q[0]][q[1]] == g[y][x] for q in near(y, x, t))
+    r = max(t, 1)
+    for y, x in pts:
+        in_g, in_p = band(g, y, x, r), band(p, y, x, r)
+        if in_g and in_p and g[y][x] == p[y][x]:
+            counts[4, g[y][x]] += 1
+        if in_g:
+            counts[5, g[y][x]] += 1
+        if in_p:
+            counts[5, p[y][x]] += 1
+    counts[5] -= counts[4]
+    return counts
+
+
+@pytest.mark.parametrize("tolerance", [0, 1, 2])
+def test_boundary_counts_match_the_definition(tolerance: int) -> None:
+    generator = torch.Generator().manual_seed(tolerance)
+    for _ in range(3):
+        blocks = torch.randint(0, 4, (5, 6), generator=generator)
+        target = blocks.repeat_interleave(3, 0).repeat_interleave(3, 1)[:13, :16].contiguous()
+        pred = torch.roll(target, 1, 1)
+        pred[torch.rand(pred.shape, generator=generator) < 0.1] = 2
+        target[torch.rand(target.shape, generator=generator) < 0.02] = 255
+        metric = BoundaryMetrics(4, tolerance)
+        metric.update(pred, target)
+        assert torch.equal(metric.counts, _naive_boundary_counts(pred, target, 4, tolerance))
+
+
 class _PixelNet(nn.Module):
     """A 1x1-conv net: exactly translation equivariant, returns torchvision-style dicts."""
 

@@ -107,27 +107,28 @@ class ConfusionMatrix:
         }
 
 
-def _erode(mask: Tensor, radius: int) -> Tensor:
-    """Binary erosion (square (2r+1) window); outside the image counts as inside the mask."""
+def _max_filter(x: Tensor, radius: int) -> Tensor:
+    """Separable (2r+1)x(2r+1) max filter of (N, H, W) float maps; outside the image is
+    ignored (max_pool2d pads with -inf)."""
     if radius == 0:
-        return mask
+        return x
     k = 2 * radius + 1
-    return -F.max_pool2d(-mask, k, stride=1, padding=radius)
+    y = F.max_pool2d(x[:, None], (1, k), stride=1, padding=(0, radius))
+    return F.max_pool2d(y, (k, 1), stride=1, padding=(radius, 0))[:, 0]
 
 
-def _dilate(mask: Tensor, radius: int) -> Tensor:
-    """Binary dilation (square (2r+1) window); outside the image counts as background."""
-    if radius == 0:
-        return mask
-    k = 2 * radius + 1
-    return F.max_pool2d(mask, k, stride=1, padding=radius)
+def _label_band(labels: Tensor, radius: int) -> Tensor:
+    """Pixels with a different label within `radius` px (Chebyshev): for each pixel, the
+    band of its own class's mask along the contour. The image border is not a contour."""
+    x = labels.float()
+    return _max_filter(x, radius) != -_max_filter(-x, radius)
 
 
 def mask_boundary(mask: Tensor) -> Tensor:
     """1-px inner boundary of binary masks (..., H, W): mask pixels with a neighbour outside."""
     shape = mask.shape
-    m = mask.reshape(-1, 1, *shape[-2:]).float()
-    return (m - _erode(m, 1)).reshape(shape) > 0
+    m = mask.reshape(-1, *shape[-2:])
+    return (_label_band(m, 1) & m.bool()).reshape(shape)
 
 
 class BoundaryMetrics:
@@ -135,23 +136,35 @@ class BoundaryMetrics:
 
     `counts` rows: predicted boundary px, matched predicted px, ground-truth boundary px,
     matched ground-truth px, Boundary-IoU intersection, Boundary-IoU union.
+
+    Class-agnostic implementation: a pixel's boundary membership for its own class is decided on
+    the label map (a max / min filter differs), and matching compares labels over the
+    (2t+1)^2 window offsets, so the cost does not grow with the number of classes.
     """
 
     def __init__(
-        self,
-        num_classes: int,
-        tolerance: int = 3,
-        ignore_index: int = 255,
-        device: Any = None,
-        class_chunk: int = 8,
+        self, num_classes: int, tolerance: int = 3, ignore_index: int = 255, device: Any = None
     ) -> None:
         if tolerance < 0:
             raise ValueError(f"boundary tolerance must be >= 0 px, got {tolerance}")
         self.num_classes = num_classes
         self.tolerance = tolerance
         self.ignore_index = ignore_index
-        self.class_chunk = class_chunk
         self.counts = torch.zeros(6, num_classes, dtype=torch.int64, device=device)
+
+    def _count(self, labels: Tensor, where: Tensor) -> Tensor:
+        return torch.bincount(labels[where], minlength=self.num_classes)[: self.num_classes]
+
+    @staticmethod
+    def _matched(source: Tensor, target: Tensor, radius: int) -> Tensor:
+        """`source` pixels (label >= 0) with an equal `target` label within `radius` px."""
+        height, width = source.shape[-2:]
+        padded = F.pad(target, (radius, radius, radius, radius), value=-1)
+        hit = torch.zeros_like(source, dtype=torch.bool)
+        for dy in range(2 * radius + 1):
+            for dx in range(2 * radius + 1):
+                hit |= padded[:, dy : dy + height, dx : dx + width] == source
+        return hit & (source >= 0)
 
     @torch.no_grad()
     def update(self, pred: Tensor, target: Tensor) -> None:
@@ -163,34 +176,30 @@ class BoundaryMetrics:
         pred = pred.to(device).long()
         target = target.to(device).long()
         t = self.tolerance
-        ignore = (target == self.ignore_index)[:, None].float()
-        valid = _dilate(ignore, max(t, 1)) == 0  # (N, 1, H, W)
-        present = torch.unique(torch.cat([pred[valid[:, 0]], target[valid[:, 0]]]))
-        present = present[(present >= 0) & (present < self.num_classes)]
-        for start in range(0, present.numel(), self.class_chunk):
-            classes = present[start : start + self.class_chunk]
-            view = classes.view(1, -1, 1, 1)
-            p = (pred[:, None] == view).float()  # (N, K, H, W)
-            g = (target[:, None] == view).float()
-            pb = ((p - _erode(p, 1)) > 0) & valid
-            gb = ((g - _erode(g, 1)) > 0) & valid
-            p_hit = pb & (_dilate(gb.float(), t) > 0)
-            g_hit = gb & (_dilate(pb.float(), t) > 0)
-            # Boundary IoU bands: mask pixels within t px of the contour.
-            radius = max(t, 1)
-            pd = ((p - _erode(p, radius)) > 0) & valid
-            gd = ((g - _erode(g, radius)) > 0) & valid
-            rows = torch.stack(
-                [
-                    pb.sum((0, 2, 3)),
-                    p_hit.sum((0, 2, 3)),
-                    gb.sum((0, 2, 3)),
-                    g_hit.sum((0, 2, 3)),
-                    (pd & gd).sum((0, 2, 3)),
-                    (pd | gd).sum((0, 2, 3)),
-                ]
-            )
-            self.counts[:, classes] += rows
+        ignore = (target == self.ignore_index).float()
+        valid = _max_filter(ignore, max(t, 1)) == 0  # farther than t (>= 1) px from ignore
+        valid &= (pred >= 0) & (pred < self.num_classes)
+        # 1-px boundaries, labelled with their class (-1 elsewhere; -2 for prediction).
+        gb = _label_band(target, 1) & valid
+        pb = _label_band(pred, 1) & valid
+        g_lab = torch.where(gb, target, -1)
+        p_lab = torch.where(pb, pred, -2)
+        p_hit = self._matched(p_lab, g_lab, t)
+        g_hit = self._matched(g_lab, p_lab, t)
+        # Boundary IoU bands: mask pixels within max(t, 1) px of their mask's contour.
+        radius = max(t, 1)
+        gd = _label_band(target, radius) & valid
+        pd = _label_band(pred, radius) & valid
+        inter = self._count(target, gd & pd & (target == pred))
+        rows = [
+            self._count(pred, pb),
+            self._count(pred, p_hit),
+            self._count(target, gb),
+            self._count(target, g_hit),
+            inter,
+            self._count(target, gd) + self._count(pred, pd) - inter,
+        ]
+        self.counts += torch.stack(rows)
 
     def reduce(self) -> None:
         """Sum the counts over all processes (no-op without torch.distributed)."""
