@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import shutil
@@ -82,10 +83,10 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def run(frames: Path, model: Path, out: Path, backend: str, max_side: str | None) -> float:
-    """Seconds for one `zoo predict` over the folder."""
+def run(files: list[Path], model: Path, out: Path, backend: str, max_side: str | None) -> float:
+    """Seconds for one `zoo predict` over `files`."""
     shutil.rmtree(out, ignore_errors=True)
-    argv = [str(frames), "--model", str(model), "--backend", backend, "--device", "cpu"]
+    argv = [*map(str, files), "--model", str(model), "--backend", backend, "--device", "cpu"]
     argv += ["--out", str(out), "--quiet"]
     if max_side is not None:
         argv += ["--max-side", max_side]
@@ -119,6 +120,14 @@ def write_section(text: str) -> None:
     tmp.replace(DOCS)
 
 
+RUNS = {  # name -> (backend, --max-side value, label)
+    "onnx:default": ("onnx", None, "default (1024: runs at 512x1024)"),
+    "onnx:full": ("onnx", "0", "0 (full res)"),
+    "torch:default": ("torch", None, "default (1024: runs at 512x1024)"),
+    "torch:full": ("torch", "0", "0 (full res)"),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=200)
@@ -127,50 +136,61 @@ def main() -> None:
     parser.add_argument(
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cpg-zoo-bench-predict"
     )
-    parser.add_argument("--backends", default="onnx,torch")
+    parser.add_argument(
+        "--runs", default=",".join(RUNS), help=f"comma-separated subset of {', '.join(RUNS)}"
+    )
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
+    runs = args.runs.split(",")
+    if unknown := sorted(set(runs) - RUNS.keys()):
+        parser.error(f"unknown run(s) {unknown}; choose from {', '.join(RUNS)}")
 
     size = (args.height, args.width)
-    frames = args.workdir / f"frames_{args.height}x{args.width}_{args.frames}"
+    frames = args.workdir / f"frames_{args.height}x{args.width}"
     t0 = time.perf_counter()
     source = generate_frames(frames, args.frames, size)
-    print(f"{args.frames} frames ({source}) in {frames} [{time.perf_counter() - t0:.0f} s]")
+    files = sorted(frames.glob("frame_*.png"))[: args.frames]
+    print(f"{len(files)} frames ({source}) in {frames} [{time.perf_counter() - t0:.0f} s]")
     model = args.workdir / "lraspp_mbv3_cityscapes_random"
     if not (model / "model.onnx").exists():
         make_model_dir(model, num_classes=19, input_size=(512, 1024))
 
-    rows = []
-    for backend in args.backends.split(","):
-        for label, max_side in (
-            ("default (1024 -> runs at 512x1024)", None),
-            ("0 (full res)", "0"),
-        ):
-            load = os.getloadavg()[0]
-            seconds = run(frames, model, args.workdir / "out", backend, max_side)
-            load = max(load, os.getloadavg()[0])
-            rate = args.frames / seconds
-            print(
-                f"{backend:6s} max-side {label:36s} {seconds:7.1f} s  {rate:6.2f} images/s  "
-                f"load {load:.1f}"
-            )
-            rows.append((backend, label, seconds, rate, load))
+    # Results accumulate in the workdir, so runs can be made (or repeated) separately.
+    results_path = args.workdir / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    for name in runs:
+        backend, max_side, label = RUNS[name]
+        load = os.getloadavg()[0]
+        seconds = run(files, model, args.workdir / "out", backend, max_side)
+        load = max(load, os.getloadavg()[0])
+        results[name] = {
+            "frames": len(files),
+            "seconds": seconds,
+            "load": load,
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        }
+        results_path.write_text(json.dumps(results, indent=2))
+        print(f"{name:14s} {seconds:7.1f} s  {len(files) / seconds:6.2f} images/s  load {load:.1f}")
 
-    command = "python bench/predict.py" + (f" --frames {args.frames}" if args.frames != 200 else "")
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     import onnxruntime
     import torch
 
     table = [
-        "| backend | --max-side | seconds | images/s | load avg (1 min, max of start/end) |",
-        "|---|---|---|---|---|",
-        *[f"| {b} | {label} | {s:.1f} | {r:.2f} | {ld:.1f} |" for b, label, s, r, ld in rows],
+        "| backend | --max-side | frames | seconds | images/s | load avg (1 min) | date |",
+        "|---|---|---|---|---|---|---|",
     ]
+    for name, (backend, _, label) in RUNS.items():
+        if name in results:
+            r = results[name]
+            table.append(
+                f"| {backend} | {label} | {r['frames']} | {r['seconds']:.1f} | "
+                f"{r['frames'] / r['seconds']:.2f} | {r['load']:.1f} | {r['date']} |"
+            )
     text = "\n".join(
         [
             SECTION,
             "",
-            f"`zoo predict FOLDER --model DIR --device cpu` over {args.frames} PNG frames of "
+            f"`zoo predict FILES --model DIR --device cpu` over PNG frames of "
             f"{args.width}x{args.height} ({source}), lraspp_mbv3 with 19 classes and random, "
             "BatchNorm-calibrated weights (speed does not depend on training). End to end: "
             "decoding (2 prefetch threads), inference, logit upsampling, palette-PNG encoding and "
@@ -178,13 +198,14 @@ def main() -> None:
             "",
             *table,
             "",
-            f"- command: `{command}`",
+            "- command: `python bench/predict.py` (all four runs on 200 frames; "
+            "`--runs torch:full --frames N` repeats one run on the first N frames)",
             f"- machine: {os.cpu_count()} CPU cores (nproc), {cpu_model()}, no GPU; shared with "
-            "other jobs while measured (see the load column: a load of 2 means the two cores "
-            "were busy with this benchmark alone), so these are lower bounds, noisy ones",
+            "other jobs while measured: the load column is the 1-minute load average (max of "
+            "start and end); 2 would mean the two cores ran this benchmark alone, so at loads "
+            "of 10+ these figures are several times below what the machine does unloaded",
             f"- software: Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}"
             f" (CPUExecutionProvider), torch {torch.__version__}",
-            f"- date: {now}",
             "",
         ]
     )
