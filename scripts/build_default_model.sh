@@ -36,9 +36,18 @@ STAGE=$WORK/$MODEL_ID
 START=$(date +%s)
 log() { echo "[$(date -u +%H:%M:%S) +$(($(date +%s) - START))s] $*"; }
 
-log "1/5 SynthCity: $N_TRAIN train + $N_VAL val frames of $FRAME_SIZE in $DATA"
-zoo data synthcity "$DATA" --train "$N_TRAIN" --val "$N_VAL" --height "${FRAME_SIZE%x*}" \
-    --width "${FRAME_SIZE#*x}" --seed "$SEED" --workers "$THREADS"
+# The data are a pure function of these settings and the generator's code: reuse them.
+DATA_KEY="seed=$SEED train=$N_TRAIN val=$N_VAL size=$FRAME_SIZE generator=$(git log -1 \
+    --format=%H -- training/data/synthcity 2>/dev/null || echo unknown)"
+if [ "$(cat "$DATA/.complete" 2>/dev/null)" = "$DATA_KEY" ]; then
+    log "1/5 SynthCity: reusing $DATA ($DATA_KEY)"
+else
+    log "1/5 SynthCity: $N_TRAIN train + $N_VAL val frames of $FRAME_SIZE in $DATA"
+    rm -rf "$DATA"
+    zoo data synthcity "$DATA" --train "$N_TRAIN" --val "$N_VAL" --height "${FRAME_SIZE%x*}" \
+        --width "${FRAME_SIZE#*x}" --seed "$SEED" --workers "$THREADS"
+    echo "$DATA_KEY" > "$DATA/.complete"
+fi
 
 if [ -z "$CHECKPOINT" ]; then
     log "2/5 train $MODEL_ID: $ITERATIONS iterations, batch $BATCH_SIZE, crop $CROP"
