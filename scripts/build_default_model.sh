@@ -52,7 +52,8 @@ fi
 if [ -z "$CHECKPOINT" ]; then
     log "2/5 train $MODEL_ID: $ITERATIONS iterations, batch $BATCH_SIZE, crop $CROP"
     rm -rf "$RUN"
-    zoo train "$MODEL_ID" --data-root "$DATA" --out "$RUN" --no-progress \
+    # tqdm's bar shows s/it and the ETA: lower ITERATIONS if the machine is slower than expected.
+    zoo train "$MODEL_ID" --data-root "$DATA" --out "$RUN" \
         iterations="$ITERATIONS" batch_size="$BATCH_SIZE" crop_size="$CROP" seed="$SEED" \
         eval_interval="$EVAL_INTERVAL" val_max_images="$VAL_MAX_IMAGES" \
         checkpoint_interval=100 workers="$WORKERS" threads="$THREADS" device=cpu
