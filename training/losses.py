@@ -359,6 +359,7 @@ class _CPGFunction(torch.autograd.Function):
             total += chunk[3].square().sum()
             if keep:
                 ctx.kept.append(chunk)
+            del chunk
         ctx.save_for_backward(x, lse, dpix)
         return total / count
 
@@ -380,6 +381,7 @@ class _CPGFunction(torch.autograd.Function):
             p = p.exp_().view(-1, tl.s, tl.s)
             diff = gint.to(x.dtype).div_(jobs.scale).sub_(_sep_corr(p, cols, tl.t))
             yield p, xidx, pidx, diff.masked_fill_(gint == 0, 0)
+            del p, xidx, pidx, diff  # release this chunk before building the next
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
@@ -397,6 +399,7 @@ class _CPGFunction(torch.autograd.Function):
             ap = _sep_corr_adjoint(diff * coef, cols, ctx.jobs.tiling.t).mul_(p).view(-1)
             gf.index_add_(0, xidx.view(-1), ap)
             s.index_add_(0, pidx.view(-1), ap)
+            del p, xidx, pidx, diff, ap
         # softmax Jacobian: dL/dz_c = P_c * (dL/dP_c - s); the dL/dP_c * P_c part is done above
         # (flat index_add_: much faster than index_add_ along dim 1 of (C, H*W))
         xv = x.view(b, c, h * w)
@@ -405,6 +408,7 @@ class _CPGFunction(torch.autograd.Function):
         for i, j in _image_chunks(dpix, b, h * w, max(1, _chunk_size(x) // c)):
             p = xv[i].index_select(1, j).sub_(lse[i, j]).exp_().mul_(s[i, j].neg_())
             gf.index_add_(0, (rows + j).view(-1).add_(i * c * h * w), p.view(-1))
+            del p
         return grad, None, None
 
 
