@@ -319,6 +319,7 @@ def build_demo(default_model: str = DEFAULT_MODEL) -> gr.Blocks:
                         mask = gr.Image(
                             label="Mask",  # a palette PNG: pixel value = class id
                             elem_id="mask",
+                            interactive=False,  # an output (also read back by draw_overlay)
                             type="pil",
                             format="png",
                             image_mode=None,

@@ -106,3 +106,16 @@ def test_upload_shows_the_annotated_result(server: str, driver, tmp_path: Path) 
 
     path = save_screenshot(driver, tmp_path, "demo.png")
     assert path.stat().st_size > 10_000
+
+    # Moving the opacity slider redraws the overlay from the shown mask (no new inference).
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    before = masks[0].get_attribute("src")
+    slider = driver.find_element(By.CSS_SELECTOR, "input[type=range]")
+    ActionChains(driver).click_and_hold(slider).move_by_offset(100, 0).release().perform()
+    wait.until(
+        lambda d: (
+            d.find_element(By.CSS_SELECTOR, "#overlay img.mask").get_attribute("src") != before
+        )
+    )
+    assert float(slider.get_attribute("value")) > 0.6
