@@ -116,10 +116,10 @@ class Recipe:
             )
         if self.loss == "cpg" and self.cpg_lambda <= 0:
             problems.append(f"{self.name} is a CPG recipe: cpg_lambda must be > 0")
-        for key in ("batch_size", "iterations", "grad_accum", "checkpoint_interval"):
-            if getattr(self, key) < 1:
-                problems.append(f"{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("eval_interval", "log_interval"):
+        for key in (
+            "batch_size", "iterations", "grad_accum", "checkpoint_interval", "eval_interval",
+            "log_interval",
+        ):  # fmt: skip
             if getattr(self, key) < 1:
                 problems.append(f"{key} must be >= 1, got {getattr(self, key)}")
         if min(self.crop_size) < 1:
