@@ -32,11 +32,12 @@ from PIL import Image, UnidentifiedImageError
 
 import zoo
 from zoo.errors import ModelFileError, ModelNotAvailableError
+from zoo.loading import PACKAGED_MODELS_DIR
 from zoo.preprocess import pil_to_rgb, resize_rgb, scaled_size
 
 DEFAULT_MODEL = "lraspp_mbv3_synthcity_cpg"
 ASSETS = Path(str(files("zoo"))) / "assets"
-MODELS_DIR = ASSETS / "models"
+MODELS_DIR = PACKAGED_MODELS_DIR
 EXAMPLES_DIR = ASSETS / "examples"
 BACKENDS = ("onnx", "torch")
 MAX_SIDE = 2048  # longer inputs are downscaled (with a note) before segmentation

@@ -90,8 +90,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def prepare(arch: str, work: Path, checkpoint: str | None, num_classes: int) -> Path:
-    """Model directory for `arch` (fp32 + int8), exported once and reused."""
+def prepare(
+    arch: str,
+    work: Path,
+    checkpoint: str | None,
+    num_classes: int,
+    calib_data: str | None = None,
+) -> Path:
+    """Model directory for `arch` (fp32 + int8), exported once and reused. int8 is calibrated
+    on `calib_data` (a folder of images, labels found beside them give the mIoU drop in the
+    export report) or on synthetic images."""
     from PIL import Image
 
     from export import ParityGates, export_model
@@ -100,7 +108,7 @@ def prepare(arch: str, work: Path, checkpoint: str | None, num_classes: int) -> 
     model_dir = work / arch
     if (model_dir / PER_TENSOR_NAME).is_file():
         return model_dir
-    calib = work / "calib"
+    calib = Path(calib_data) if calib_data else work / "calib"
     if not calib.is_dir():
         from export.images import synthetic_images
 
@@ -119,7 +127,7 @@ def prepare(arch: str, work: Path, checkpoint: str | None, num_classes: int) -> 
         int8=True,
         calib_data=calib,
         calib_size=(256, 512),
-        calib_limit=8,
+        calib_limit=16 if calib_data else 8,
         shapes=((1, 3, 128, 256), (1, 3, 97, 129), (2, 3, 64, 96)),
         gates=gates,
         command="bench/inference.py",
@@ -156,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--num-classes", type=int, default=19)
     parser.add_argument("--checkpoint", action="append", default=[], help="ARCH=PATH")
+    parser.add_argument(
+        "--calib-data", help="int8 calibration images (e.g. a SynthCity val folder)"
+    )
     parser.add_argument("--work", default="/tmp/cpg-bench")
     parser.add_argument("--json", default=None, help="write all figures here")
     parser.add_argument("--case", nargs=5, metavar=("DIR", "BACKEND", "H", "W", "RUNS"))
@@ -177,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     results["command"] = " ".join(["python", "bench/inference.py", *(argv or sys.argv[1:])])
     rows = []
     for arch in args.archs:
-        model_dir = prepare(arch, work, checkpoints.get(arch), args.num_classes)
+        model_dir = prepare(arch, work, checkpoints.get(arch), args.num_classes, args.calib_data)
         for size_text in args.sizes:
             height, width = (int(v) for v in size_text.split("x"))
             case = {}

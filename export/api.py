@@ -6,7 +6,6 @@ gate passed, so a failed export leaves no model directory (or the previous one i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -44,6 +43,9 @@ from zoo.config import (
     ONNX_INT8_NAME,
     ONNX_NAME,
     WEIGHTS_NAME,
+    default_file_mode,
+    file_sha256,
+    read_json_object,
     write_text_atomic,
 )
 
@@ -93,6 +95,8 @@ def export_model(
         clock = now
 
     loaded = load_checkpoint(checkpoint)
+    checkpoint_sha = file_sha256(checkpoint) if Path(checkpoint).is_file() else None
+    _check_existing_metrics(out_dir / EVAL_NAME, checkpoint, checkpoint_sha)
     config = loaded.config
     model = build_for_export(loaded)
     lap("load_checkpoint_s")
@@ -122,7 +126,8 @@ def export_model(
         lap("fp32_parity_s")
 
         report: dict[str, Any] = {
-            "checkpoint": str(Path(checkpoint).resolve()),
+            "checkpoint": str(checkpoint),
+            "checkpoint_sha256": checkpoint_sha,
             "dropped_aux_keys": len(loaded.dropped_keys),
             "model_id": config.model_id,
             "arch": config.arch,
@@ -190,7 +195,7 @@ def export_model(
             lap("fp16_s")
 
         report["files"] = {
-            name: {"bytes": (work / name).stat().st_size, "sha256": _sha256(work / name)}
+            name: {"bytes": (work / name).stat().st_size, "sha256": file_sha256(work / name)}
             for name in (CONFIG_NAME, WEIGHTS_NAME, ONNX_NAME, ONNX_INT8_NAME, ONNX_FP16_NAME)
             if (work / name).is_file()
         }
@@ -228,27 +233,32 @@ def _fp16_figures(fp32_session: Any, fp16_session: Any, x: np.ndarray) -> dict[s
     }
 
 
+def _check_existing_metrics(eval_path: Path, checkpoint: str | Path, sha: str | None) -> None:
+    """Refuse to put new weights beside metrics that `zoo eval` measured on other weights."""
+    if sha is None or not eval_path.is_file():
+        return
+    measured = read_json_object(eval_path).get("checkpoint_sha256")
+    if measured and measured != sha:
+        raise ValueError(
+            f"{eval_path} holds metrics of another checkpoint (sha256 {measured[:12]}..., "
+            f"{checkpoint} is {sha[:12]}...): run `zoo eval {checkpoint} ... --out {eval_path}` "
+            "first, or export into a new directory"
+        )
+
+
 def _write_report(existing: Path, target: Path, report: dict[str, Any]) -> None:
     """eval.json with the "export" key replaced and every other key kept."""
-    data: dict[str, Any] = {}
-    if existing.is_file():
-        try:
-            data = json.loads(existing.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{existing}: existing eval.json is not valid JSON: {error}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{existing}: existing eval.json must hold a JSON object")
+    data = read_json_object(existing) if existing.is_file() else {}
     data[REPORT_KEY] = report
     write_text_atomic(target, json.dumps(data, indent=2) + "\n")
 
 
 def _default_permissions(work: Path) -> None:
     """mkdtemp / mkstemp create 0700 / 0600: give the model dir the umask's usual modes."""
-    umask = os.umask(0)
-    os.umask(umask)
-    work.chmod(0o777 & ~umask)
+    file_mode = default_file_mode()
+    work.chmod(file_mode | ((file_mode & 0o444) >> 2))  # r -> rx for the directory
     for path in work.iterdir():
-        path.chmod(0o666 & ~umask)
+        path.chmod(file_mode)
 
 
 def _install(work: Path, out_dir: Path) -> None:
@@ -263,11 +273,3 @@ def _install(work: Path, out_dir: Path) -> None:
         if stale not in produced:
             (out_dir / stale).unlink(missing_ok=True)
     shutil.rmtree(work, ignore_errors=True)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

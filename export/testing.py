@@ -76,7 +76,9 @@ def random_checkpoint(
     return save_checkpoint(model, config, path)
 
 
-def pattern_images(count: int, size: tuple[int, int], num_classes: int, seed: int = 0):
+def pattern_images(
+    count: int, size: tuple[int, int], num_classes: int, seed: int = 0
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Trivially learnable scenes: flat rectangles whose colour encodes the class.
 
     Returns (uint8 H x W x 3 images, int64 H x W labels).

@@ -130,7 +130,8 @@ class GitStore:
         if parent_commit and (parent is None or not parent.startswith(parent_commit)):
             raise HubError(412, f"parent commit {parent_commit} is not the head of {branch}")
         with tempfile.TemporaryDirectory() as tmp:
-            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            # An empty work tree: `update-index --force-remove` refuses to run in a bare repo.
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index"), "GIT_WORK_TREE": tmp}
             self.git(repo, "read-tree", parent or "--empty", **env)
             listed = self.git(repo, "ls-files", **env).splitlines()
             for path, content in changes.items():

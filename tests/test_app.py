@@ -294,10 +294,6 @@ def test_load_model_reports_the_device(client, model_dir: Path) -> None:
     assert "ready" in status and "CPUExecutionProvider" in status
 
 
-@pytest.mark.skipif(
-    not SHIPPED_MODEL.is_dir() and not IN_CI,
-    reason=f"{SHIPPED_MODEL.relative_to(ROOT)} not built yet (scripts/build_default_model.sh)",
-)
 def test_shipped_default_model(tmp_path: Path) -> None:
     assert SHIPPED_MODEL.is_dir(), "build it with: bash scripts/build_default_model.sh"
     for name in ("config.json", "model.onnx", "model.safetensors", "eval.json", "README.md"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,20 @@ from huggingface_hub.repocard import metadata_load
 from zoo.cards import (
     BIBTEX,
     generate_registry_cards,
-    main,
     measured_metrics,
     registry_card,
     write_card,
 )
+from zoo.cli import card_main as main
 from zoo.config import CARD_NAME, EVAL_NAME, ModelConfig
 from zoo.registry import HUB_NAMESPACE_ENV, MODELS
+
+
+def planned_recipe(model_id: str) -> dict:
+    from training.recipes import get_recipe
+
+    return get_recipe(model_id).to_dict()
+
 
 COMMITTED = Path(__file__).resolve().parents[1] / "model_cards"
 EVAL = {
@@ -60,7 +66,7 @@ def _results(card: ModelCard) -> dict[str, float]:
 
 def test_committed_cards_match_the_generator(tmp_path, monkeypatch):
     monkeypatch.delenv(HUB_NAMESPACE_ENV, raising=False)  # cards name the default namespace
-    generate_registry_cards(tmp_path)
+    generate_registry_cards(tmp_path, recipe_of=planned_recipe)
     expected = {p.parent.name: p.read_text() for p in tmp_path.glob(f"*/{CARD_NAME}")}
     committed = {p.parent.name: p.read_text() for p in COMMITTED.glob(f"*/{CARD_NAME}")}
     assert sorted(expected) == sorted(MODELS)
@@ -74,7 +80,7 @@ def test_committed_cards_match_the_generator(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("model_id", sorted(MODELS))
 def test_registry_cards_state_no_metric(model_id):
-    card = ModelCard(str(registry_card(model_id)))
+    card = ModelCard(str(registry_card(model_id, planned_recipe(model_id))))
     assert card.data.eval_results is None
     assert "model-index" not in card.data.to_dict()
     assert "**Not trained yet.**" in card.text
@@ -130,10 +136,16 @@ def test_card_without_metrics(tmp_path, eval_data):
     assert expected in card.text
 
 
-def test_registry_card_without_training_package(monkeypatch):
-    monkeypatch.setitem(sys.modules, "training.recipes", None)  # import fails
+def test_registry_card_without_a_recipe_shows_what_the_registry_knows():
     card = registry_card("deeplabv3_r50_ade20k_ce")
     assert "from the registry" in card.text and "| `crop_size` | 512 x 512 |" in card.text
+    assert "`lr`" not in card.text  # no invented recipe values
+
+
+def test_cli_with_the_training_recipes(tmp_path):
+    assert main(["--all", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "lraspp_mbv3_ade20k_cpg" / CARD_NAME).read_text()
+    assert "from `training.recipes`" in text and "| `iterations` | `160000` |" in text
 
 
 def test_cli(tmp_path, capsys):
@@ -146,3 +158,22 @@ def test_cli(tmp_path, capsys):
     assert "zoo card:" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([])
+
+
+def test_build_record_becomes_a_rebuild_section(tmp_path):
+    build = {"command": "ITERATIONS=5 bash scripts/x.sh", "description": "A demo model.",
+             "git_commit": "abc123"}  # fmt: skip
+    card = ModelCard.load(write_card(_model_dir(tmp_path, EVAL | {"build": build})))
+    assert "## Rebuilding this model" in card.text
+    assert "ITERATIONS=5 bash scripts/x.sh" in card.text and "`abc123`" in card.text
+    assert "A demo model." in card.text
+
+
+def test_card_of_an_unpublished_model_shows_local_usage(tmp_path):
+    directory = _model_dir(tmp_path, EVAL)
+    config = ModelConfig.load(directory)
+    config.model_id = "my_model"  # not a registry id, no repo given
+    config.save(directory)
+    text = ModelCard.load(write_card(directory)).text
+    assert 'zoo.load("path/to/my_model")' in text and "hf_hub_download" not in text
+    assert "hf-hub:" not in text

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from helpers_process import run_process
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -20,21 +19,6 @@ from training.evaluate import evaluate, evaluate_checkpoint
 from training.metrics import SegmentationMetrics
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _run(cmd: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `cmd` in its own process group; on timeout the whole group is killed."""
-    process = subprocess.Popen(
-        cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        raise
-    return subprocess.CompletedProcess(cmd, process.returncode, out, err)
 
 
 NUM_CLASSES = 4
@@ -118,15 +102,19 @@ def test_torchrun_training_eval_matches_single_process(tmp_path: Path) -> None:
         "--standalone", "-m", "training", "train", "lraspp_mbv3_synthcity_ce",
         "--data-root", str(root), "--out", str(out), "--no-progress",
         "iterations=3", "batch_size=4", "crop_size=32,32", "device=cpu", "workers=0",
-        "threads=1", "eval_interval=3",
+        "threads=1", "eval_interval=3", "lr=0.1", "bn_momentum=1.0",
     ]  # fmt: skip
-    done = _run(cmd, env)
+    # bn_momentum=1: each rank's BatchNorm statistics are those of its own last batch, so a
+    # validation that used them (instead of rank 0's, which the checkpoint holds) would differ.
+    done = run_process(cmd, env)
     assert done.returncode == 0, done.stderr[-3000:]
     run = json.loads((out / "run.json").read_text())
     assert run["world_size"] == 2
     checkpoint = torch.load(out / "last.pt", weights_only=True)
     assert checkpoint["iteration"] == 3
     assert not any(key.startswith("module.") for key in checkpoint["model"])
+    rng = checkpoint["rng"]  # each rank's own RNG streams, for an exact resume
+    assert len(rng) == 2 and not torch.equal(rng[0]["torch"], rng[1]["torch"])
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     val = next(r["val"] for r in reversed(logged) if "val" in r)
     single = evaluate_checkpoint(out / "last.pt", root, device="cpu", progress=False)["metrics"]

@@ -19,6 +19,7 @@ from zoo.config import (
     CARD_NAME,
     CONFIG_NAME,
     EVAL_NAME,
+    ONNX_INT8_NAME,
     ONNX_NAME,
     WEIGHTS_NAME,
     ModelConfig,
@@ -126,6 +127,24 @@ def test_revision_pinning(hub, model_dirs, image):
     np.testing.assert_array_equal(old, zoo.load(first, backend="onnx").predict(image))
     np.testing.assert_array_equal(new, zoo.load(second, backend="onnx").predict(image))
     assert not np.array_equal(old, new), "the two weight sets should segment differently"
+
+
+def test_a_new_push_removes_files_the_directory_no_longer_has(hub, model_dirs, tmp_path):
+    """An int8 ONNX file of the old weights must not stay next to the new weights."""
+    import shutil
+
+    from huggingface_hub import HfApi
+
+    first, second = model_dirs
+    with_int8 = tmp_path / "with_int8"
+    shutil.copytree(first, with_int8)
+    shutil.copy(with_int8 / ONNX_NAME, with_int8 / ONNX_INT8_NAME)  # a stand-in int8 file
+    repo = f"{ORG}/stale"
+    old = push_model_dir(with_int8, repo)
+    new = push_model_dir(second, repo)
+    assert ONNX_INT8_NAME in HfApi().list_repo_files(repo, revision=old)
+    assert ONNX_INT8_NAME not in HfApi().list_repo_files(repo, revision=new)
+    assert ONNX_NAME in HfApi().list_repo_files(repo, revision=new)
 
 
 def test_cli_push_to_branch_and_tag(hub, model_dirs, capsys):

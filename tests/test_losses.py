@@ -232,6 +232,11 @@ def test_low_resolution_logits_are_upsampled():
         (torch.randn(2, 3, 8, 8), torch.full((2, 8, 8), -1), r"label values \[-1\]"),
         (torch.randn(2, 3, 8, 8), torch.zeros(2, 8, 8), "integer"),
         (torch.randn(2, 3, 8, 8), torch.zeros(2, 4, 4, dtype=torch.long), "larger"),
+        (
+            torch.randn(2, 3, 8, 8),
+            torch.zeros(2, 8, 8, dtype=torch.long, device="meta"),
+            "logits are on cpu but the target is on meta",
+        ),
     ],
 )
 def test_bad_inputs_raise(logits: torch.Tensor, target: torch.Tensor, match: str):
@@ -239,6 +244,15 @@ def test_bad_inputs_raise(logits: torch.Tensor, target: torch.Tensor, match: str
         CPGLoss()(logits, target)
     with pytest.raises(ValueError, match=match):
         SegmentationObjective(cpg_lambda=0.5)({"out": logits}, target)
+
+
+def test_second_order_gradients_are_refused():
+    """The hand-written backward is first-order only: create_graph must fail loudly."""
+    logits = torch.randn(1, 3, 12, 12, requires_grad=True)
+    target = blocky(1, 12, 12, 3, seed=1, ignore=False)
+    (grad,) = torch.autograd.grad(CPGLoss()(logits, target), logits, create_graph=True)
+    with pytest.raises(RuntimeError, match=r"does not require grad|once_differentiable"):
+        grad.sum().backward()
 
 
 def test_bad_settings_raise():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import pytest
 
 from zoo.cli import main as zoo_main
@@ -43,6 +46,10 @@ def test_class_and_palette_tables(name: str) -> None:
     assert len(set(info.classes)) == info.num_classes, "duplicate class names"
     assert len(set(info.palette)) == info.num_classes, "duplicate colours"
     assert all(len(c) == 3 and all(0 <= v <= 255 for v in c) for c in info.palette)
+    # Distinct to the eye, not only as tuples (Cityscapes' official colours: >= 20 apart).
+    closest = min(math.dist(a, b) for a, b in itertools.combinations(info.palette, 2))
+    official = info.palette == get_dataset_info("cityscapes").palette
+    assert closest >= (20 if official else 40), closest
     assert info.ignore_index == 255
     assert len(info.mean) == len(info.std) == 3
 
@@ -81,3 +88,13 @@ def test_zoo_list_cli(capsys) -> None:
     ]  # fmt: skip
     assert zoo_main(["list", "nothing-like-this"]) == 1
     assert zoo_main(["frobnicate"]) == 2
+
+
+def test_a_missing_extra_names_the_pip_command(monkeypatch, capsys) -> None:
+    """A base install (no gradio) asked for `zoo demo`: a one-line hint, not a traceback."""
+    import sys
+
+    monkeypatch.delitem(sys.modules, "app", raising=False)
+    monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` fails
+    assert zoo_main(["demo"]) == 2
+    assert "pip install 'cpg-zoo[demo]'" in capsys.readouterr().err

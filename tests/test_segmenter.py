@@ -380,3 +380,18 @@ def test_cuda_request_without_a_gpu(model_dir: Path) -> None:
         zoo.load(str(model_dir), device="gpu")
     auto = zoo.load(str(model_dir), backend="onnx")  # "auto" falls back to the CPU
     assert auto.device == "cpu" and auto.providers == ["CPUExecutionProvider"]
+
+
+def test_the_packaged_model_loads_by_name_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`zoo.load("lraspp_mbv3_synthcity_cpg")`: the demo's model, shipped in the package."""
+    from zoo.loading import PACKAGED_MODELS_DIR, packaged_models
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert packaged_models() == ["lraspp_mbv3_synthcity_cpg"]
+    segmenter = zoo.load("lraspp_mbv3_synthcity_cpg")
+    assert segmenter.model_dir == PACKAGED_MODELS_DIR / "lraspp_mbv3_synthcity_cpg"
+    example = Path(zoo.__file__).parent / "assets" / "examples" / "synthcity_1.png"
+    mask = segmenter.predict(example)
+    assert mask.shape == Image.open(example).size[::-1]
+    road, sky = 0, 10  # a trained street model finds at least these in a street scene
+    assert {road, sky} <= set(np.unique(mask).tolist())

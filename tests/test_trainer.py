@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers_process import run_process
 from torch.utils.data import Dataset
 
 from training.cli import eval_main, train_main
@@ -39,21 +40,6 @@ TINY = [
     "eval_interval=6",
     "warmup_iters=3",
 ]
-
-
-def _run(cmd: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `cmd` in its own process group; on timeout the whole group is killed."""
-    process = subprocess.Popen(
-        cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        raise
-    return subprocess.CompletedProcess(cmd, process.returncode, out, err)
 
 
 def _env() -> dict[str, str]:
@@ -274,7 +260,7 @@ def full_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An uninterrupted 24-iteration run (data loaded by one worker process)."""
     out = tmp_path_factory.mktemp("full")
     cmd = [*_train_command(tiny_root, out, "iterations=24"), "workers=1"]
-    done = _run(cmd, _env())
+    done = run_process(cmd, _env())
     assert done.returncode == 0, done.stderr[-3000:]
     return out
 
@@ -292,7 +278,8 @@ def test_checkpoint_loads_with_weights_only(full_run: Path) -> None:
         assert config.recipe["iterations"] == 24 and config.recipe["crop_size"] == [32, 32]
         assert config.input_size == [32, 32] and config.model_id == "lraspp_mbv3_synthcity_cpg"
         assert isinstance(config.source_commit, str)
-        assert isinstance(checkpoint["rng"]["torch"], torch.Tensor)
+        assert len(checkpoint["rng"]) == 1  # one RNG state per process
+        assert isinstance(checkpoint["rng"][0]["torch"], torch.Tensor)
     last = torch.load(full_run / "last.pt", weights_only=True)
     assert last["iteration"] == 24
     assert 0 <= last["best_miou"] <= 1
@@ -321,7 +308,7 @@ def test_sigkill_and_resume_gives_the_same_weights(
         process.wait()
     killed_at = torch.load(out / "last.pt", weights_only=True)["iteration"]
     assert 2 <= killed_at < 24, "the run was not interrupted mid-way"
-    done = _run([*cmd, "--resume"], _env())
+    done = run_process([*cmd, "--resume"], _env())
     assert done.returncode == 0, done.stderr[-3000:]
     resumed = torch.load(out / "last.pt", weights_only=True)
     reference = torch.load(full_run / "last.pt", weights_only=True)
@@ -355,3 +342,23 @@ def test_eval_cli_writes_eval_json(
     assert "mIoU" in capsys.readouterr().out
     assert eval_main([str(tmp_path / "none.pt"), "--data-root", str(tiny_root)]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_cli_reports_errors_found_while_training(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Settings that only the trainer can check, and a damaged image met mid-run, give
+    `zoo train: error: ...` and exit code 2, not a traceback."""
+    from training.data.synthetic import write_tiny_dataset
+
+    root = write_tiny_dataset("synthcity", tmp_path / "data", n_train=2, n_val=1, size=(32, 48))
+    args = ["lraspp_mbv3_synthcity_ce", "--data-root", str(root), "--no-progress", *TINY]
+    out = str(tmp_path / "run")
+    assert train_main([*args, "--out", out, "batch_size=3", "grad_accum=2"]) == 2
+    assert "batch_size=3 must divide by processes x grad_accum" in capsys.readouterr().err
+    damaged = sorted((root / "leftImg8bit" / "train").rglob("*.png"))[0]
+    damaged.write_bytes(b"not a png")
+    assert train_main([*args, "--out", out, "iterations=2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zoo train: error:") and damaged.name in err
+    assert "Traceback" not in err

@@ -61,12 +61,20 @@ def test_train_transforms_keep_image_and_mask_aligned(size: tuple[int, int]) -> 
 
 
 def test_train_transforms_photometric_changes_image_not_mask() -> None:
+    """Same seed with and without colour jitter: the same geometry (equal masks), other
+    pixel values."""
     image, mask = _encoded_sample(64, 64, seed=1)
-    transform = train_transforms((64, 64), MEAN, STD, scale_range=(1.0, 1.0))
-    torch.manual_seed(0)
-    out_image, out_mask = transform(image, mask)
-    assert set(out_mask.unique().tolist()) <= set(mask.unique().tolist())
-    assert out_image.dtype == torch.float32 and out_image.shape == (3, 64, 64)
+    outputs = {}
+    for photometric in (True, False):
+        transform = train_transforms(
+            (64, 64), MEAN, STD, scale_range=(1.0, 1.0), photometric=photometric
+        )
+        torch.manual_seed(0)
+        outputs[photometric] = transform(image, mask)
+    (jittered, mask_a), (plain, mask_b) = outputs[True], outputs[False]
+    assert torch.equal(mask_a, mask_b)
+    assert jittered.dtype == torch.float32 and jittered.shape == (3, 64, 64)
+    assert (jittered - plain).abs().mean() > 0.01, "colour jitter left the image unchanged"
 
 
 def test_eval_transforms_only_normalise() -> None:

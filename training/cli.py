@@ -11,7 +11,15 @@ from pathlib import Path
 __all__ = ["eval_main", "train_main"]
 
 
+# Errors that mean bad input or settings (a message for the user, not a traceback).
+USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
+
+
 def _fail(prog: str, message: str) -> int:
+    """Print `prog: error: message` (for an error re-raised by a DataLoader worker, only its
+    last line: the worker's traceback says nothing more to a user) and return exit code 2."""
+    if "Original Traceback" in message:
+        message = message.strip().splitlines()[-1]
     print(f"{prog}: error: {message}", file=sys.stderr)
     return 2
 
@@ -71,9 +79,9 @@ def train_main(argv: list[str]) -> int:
             progress=not args.no_progress,
             command=shlex.join(["zoo", "train", *argv]),
         )
-    except (ValueError, FileNotFoundError) as error:
+        result = trainer.fit(resume)
+    except USER_ERRORS as error:
         return _fail("zoo train", str(error))
-    result = trainer.fit(resume)
     if result and os.environ.get("RANK", "0") == "0":
         print(f"final val mIoU {result['mIoU']:.4f}, mBF {result.get('mBF', float('nan')):.4f}")
     return 0
@@ -111,7 +119,7 @@ def eval_main(argv: list[str]) -> int:
 
     try:
         dist_info = init_distributed(args.device)
-    except RuntimeError as error:
+    except ValueError as error:
         return _fail("zoo eval", str(error))
     try:
         result = evaluate_checkpoint(
@@ -128,7 +136,7 @@ def eval_main(argv: list[str]) -> int:
             progress=dist_info.is_main and not args.no_progress,
             command=shlex.join(["zoo", "eval", *argv]),
         )
-    except (ValueError, FileNotFoundError) as error:
+    except USER_ERRORS as error:
         return _fail("zoo eval", str(error))
     finally:
         cleanup()

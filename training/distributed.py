@@ -25,10 +25,12 @@ class DistInfo:
 
     @property
     def is_main(self) -> bool:
+        """Rank 0: the process that logs and writes checkpoints."""
         return self.rank == 0
 
     @property
     def distributed(self) -> bool:
+        """More than one process."""
         return self.world_size > 1
 
 
@@ -38,13 +40,11 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(
-                "device=cuda was asked for but CUDA is not available; use device=cpu"
-            )
+            raise ValueError("device=cuda was asked for but CUDA is not available; use device=cpu")
         return torch.device("cuda", local_rank)
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name} was asked for but CUDA is not available")
+        raise ValueError(f"device={name} was asked for but CUDA is not available")
     return device
 
 

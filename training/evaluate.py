@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from training.metrics import SegmentationMetrics
+from zoo.config import file_sha256
 
 __all__ = [
     "evaluate",
@@ -74,6 +75,11 @@ def slide_logits(
     return total / count
 
 
+def default_stride(window: tuple[int, int]) -> tuple[int, int]:
+    """Sliding-window stride when none is given: 2/3 of the window (1/3 overlap)."""
+    return (max(1, window[0] * 2 // 3), max(1, window[1] * 2 // 3))
+
+
 @torch.no_grad()
 def predict_logits(
     model: nn.Module,
@@ -92,7 +98,7 @@ def predict_logits(
     elif mode == "slide":
         if window is None:
             raise ValueError("slide mode needs a window (the training crop size)")
-        step = stride or (max(1, window[0] * 2 // 3), max(1, window[1] * 2 // 3))
+        step = stride or default_stride(window)
 
         def run(x: Tensor) -> Tensor:
             return slide_logits(model, x, window, step)
@@ -253,6 +259,7 @@ def evaluate_checkpoint(
     window = tuple(recipe.get("crop_size") or config["input_size"])
     stride = tuple(recipe.get("eval_stride") or (0, 0))
     stride_arg = None if stride == (0, 0) else stride
+    used_stride = stride_arg or default_stride(window)  # type: ignore[arg-type]
     mode = mode or recipe.get("eval_mode", "whole")
     metrics = evaluate(
         model,
@@ -280,13 +287,12 @@ def evaluate_checkpoint(
         "inference": {
             "mode": mode,
             "window": list(window) if mode == "slide" else None,
-            "stride": (list(stride_arg or (window[0] * 2 // 3, window[1] * 2 // 3)))
-            if mode == "slide"
-            else None,
+            "stride": list(used_stride) if mode == "slide" else None,
             "flip": flip,
             "amp": amp,
         },
         "checkpoint": str(checkpoint_path),
+        "checkpoint_sha256": file_sha256(checkpoint_path),
         "checkpoint_iteration": int(checkpoint.get("iteration", -1)),
         "training_commit": config.get("source_commit", ""),
         "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),

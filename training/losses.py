@@ -11,8 +11,9 @@ Differences from the authors' reference code (all deliberate):
 
 * **Exact boundary.**  The reference tests ``grad_G != 0`` in float32.  The 5x5 and 7x7
   kernels are not exact in binary floating point, so rounding noise (``|g| ~ 1e-7``) where the
-  exact gradient is zero also counts as boundary (on a 2x19x37x53 blocky label map: 15,316
-  entries at ``k = 5`` where 9,056 are real; 19,486 vs 15,456 at ``k = 7``).  Here the boundary
+  exact gradient is zero also counts as boundary (on the 2x19x37x53 blocky label map of
+  ``tests/test_losses.py::test_float32_reference_boundary_counts_rounding_noise``: 30,445
+  entries at ``k = 5`` where 28,047 are real; 45,545 vs 43,318 at ``k = 7``).  Here the boundary
   is decided in integer arithmetic on the labels (``scale * K`` is integer, ``scale`` = 2, 20
   and 780 for ``k`` = 3, 5, 7).  For ``k = 3`` both definitions agree.
 * **Ignored pixels.**  The reference gives an ignored pixel an all-zero one-hot, which
@@ -42,6 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 __all__ = ["CPGLoss", "SegmentationObjective", "cpg_kernels"]
 
@@ -237,7 +239,9 @@ class _Tiling:
 class _Jobs:
     """Boundary work as (tile, class) jobs with the exact scaled grad_G of each job's tile."""
 
-    def __init__(self, tiling: _Tiling, tile: Tensor, cls: Tensor, gint: Tensor, scale: int):
+    def __init__(
+        self, tiling: _Tiling, tile: Tensor, cls: Tensor, gint: Tensor, scale: int
+    ) -> None:
         self.tiling, self.tile, self.cls, self.gint, self.scale = tiling, tile, cls, gint, scale
 
     def pixel_mask(self) -> Tensor:
@@ -338,7 +342,9 @@ def _lse_map(x: Tensor, pix: Tensor) -> Tensor:
 
 
 class _CPGFunction(torch.autograd.Function):
-    """CPG loss value from logits and label jobs; works in chunks, recomputes in backward."""
+    """CPG loss value from logits and label jobs; works in chunks, recomputes in backward.
+
+    First-order only: its backward is not itself differentiable (`once_differentiable`)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, jobs: _Jobs, k: int) -> Tensor:
@@ -384,7 +390,8 @@ class _CPGFunction(torch.autograd.Function):
             del p, xidx, pidx, diff  # release this chunk before building the next
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor):
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor, None, None]:
         x, lse, dpix = ctx.saved_tensors
         grad = _zeros_like(x)
         if ctx.count == 0:
@@ -437,6 +444,8 @@ def _check_inputs(logits: Tensor, target: Tensor) -> None:
         raise ValueError(
             f"batch size mismatch: logits {tuple(logits.shape)} vs target {tuple(target.shape)}"
         )
+    if logits.device != target.device:
+        raise ValueError(f"logits are on {logits.device} but the target is on {target.device}")
 
 
 def _resize_to(logits: Tensor, size: tuple[int, int]) -> Tensor:
@@ -496,6 +505,8 @@ class CPGLoss(nn.Module):
         return out[key.argsort()]
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        """The CPG loss (scalar, float32 or float64) of `logits` (B, C, h, w) against
+        `target` (B, H, W) class ids; logits are upsampled to (H, W) if smaller."""
         _check_inputs(logits, target)
         with torch.autocast(device_type=logits.device.type, enabled=False):
             x = logits if logits.dtype == torch.float64 else logits.float()
@@ -535,6 +546,7 @@ class SegmentationObjective(nn.Module):
     def forward(
         self, outputs: dict[str, Tensor], target: Tensor
     ) -> tuple[Tensor, dict[str, float]]:
+        """(total loss, its terms as floats) for the model outputs {"out", optional "aux"}."""
         if not isinstance(outputs, dict) or "out" not in outputs:
             raise ValueError("outputs must be a dict with an 'out' entry of logits")
         out = outputs["out"]

@@ -246,16 +246,19 @@ class SegmentationMetrics:
         )
 
     def update(self, pred: Tensor, target: Tensor) -> None:
+        """Add a batch: predicted and ground-truth class ids (B, H, W)."""
         self.confusion.update(pred, target)
         if self.boundary is not None:
             self.boundary.update(pred, target)
 
     def reduce(self) -> None:
+        """Sum the counts over all processes (no-op without torch.distributed)."""
         self.confusion.reduce()
         if self.boundary is not None:
             self.boundary.reduce()
 
     def compute(self) -> dict[str, Any]:
+        """mIoU, per-class IoU, accuracies and (if enabled) the boundary metrics."""
         result = self.confusion.compute()
         if self.boundary is not None:
             result.update(self.boundary.compute())

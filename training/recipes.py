@@ -94,16 +94,6 @@ class Recipe:
         recipe.validate()
         return recipe
 
-    @property
-    def eval_window(self) -> tuple[int, int]:
-        return self.crop_size
-
-    @property
-    def resolved_eval_stride(self) -> tuple[int, int]:
-        if self.eval_stride != (0, 0):
-            return self.eval_stride
-        return (max(1, self.crop_size[0] * 2 // 3), max(1, self.crop_size[1] * 2 // 3))
-
     def validate(self) -> None:
         """Raise ValueError naming the first inconsistent value."""
         problems: list[str] = []

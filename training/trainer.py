@@ -139,7 +139,20 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
+def _all_rng_states() -> list[dict[str, Any]]:
+    """Every rank's RNG states, in rank order (a collective: all ranks must call it)."""
+    import torch.distributed as dist
+
+    state = _rng_state()
+    if not (dist.is_available() and dist.is_initialized()):
+        return [state]
+    states: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(states, state)
+    return states
+
+
 def _set_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of `_rng_state`."""
     import numpy as np
 
     torch.set_rng_state(state["torch"])
@@ -149,6 +162,14 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _rank_and_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def checkpoint_config(recipe: Recipe, commit: str | None = None) -> dict[str, Any]:
@@ -288,7 +309,8 @@ class Trainer:
         self.iteration = 0
         self.best_miou = -1.0
 
-    def _checkpoint(self) -> dict[str, Any]:
+    def _checkpoint(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
+        """The checkpoint dict; `rng` holds every rank's RNG states (`_all_rng_states`)."""
         return {
             "model": _state_dict(self.module),
             "config": self.config,
@@ -296,7 +318,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "iteration": self.iteration,
-            "rng": _rng_state(),
+            "rng": rng,
             "best_miou": self.best_miou,
         }
 
@@ -316,7 +338,18 @@ class Trainer:
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.iteration = int(checkpoint["iteration"])
         self.best_miou = float(checkpoint["best_miou"])
-        _set_rng_state(checkpoint["rng"])
+        states = checkpoint["rng"]
+        states = [states] if isinstance(states, dict) else states  # single-process format
+        rank, world = _rank_and_world()
+        if len(states) == world:
+            _set_rng_state(states[rank])
+        else:  # data order and augmentation stay exact; dropout noise does not
+            torch.manual_seed(self.recipe.seed + rank + self.iteration)
+            if rank == 0:
+                print(
+                    f"resume: {path} was written by {len(states)} process(es), this run has "
+                    f"{world}: RNG streams (dropout) are re-seeded, not restored"
+                )
 
     # -- data ----------------------------------------------------------------------------
     def _micro_batches(self, start: int, dist_info: DistInfo) -> Iterator[tuple[Tensor, Tensor]]:
@@ -367,6 +400,8 @@ class Trainer:
             if main:
                 print(f"{r.name}: already trained ({self.iteration} iterations); nothing to do")
             return {}
+        if main and resume:
+            self._trim_log()
         writer, bar = self._start_logging(dist_info) if main else (None, None)
         batches = self._micro_batches(self.iteration * r.grad_accum, dist_info)
         last_eval: dict[str, Any] = {}
@@ -397,8 +432,10 @@ class Trainer:
                 sums, steps, started = {}, 0, time.perf_counter()
             if self.iteration % r.eval_interval == 0 or final:
                 last_eval = self._validate(device, writer, bar)
-            if main and (self.iteration % r.checkpoint_interval == 0 or final):
-                save_checkpoint(self.out_dir / LAST, self._checkpoint())
+            if self.iteration % r.checkpoint_interval == 0 or final:
+                rng = _all_rng_states()
+                if main:
+                    save_checkpoint(self.out_dir / LAST, self._checkpoint(rng))
         if bar is not None:
             bar.close()
         if writer is not None:
@@ -475,9 +512,10 @@ class Trainer:
     def _validate(self, device: torch.device, writer: Any, bar: Any) -> dict[str, Any]:
         """Evaluate on all ranks; on rank 0 log, and write `best.pt` if mIoU improved."""
         result = self._evaluate(device)
-        improved = result["mIoU"] > self.best_miou
+        improved = result["mIoU"] > self.best_miou  # the same on every rank (all-reduced)
         if improved:
             self.best_miou = result["mIoU"]
+        rng = _all_rng_states() if improved else []
         if writer is not None:
             for key in ("mIoU", "pixel_acc", "mean_acc", "mBF", "mBIoU"):
                 if key in result:
@@ -490,7 +528,7 @@ class Trainer:
             )
             (bar.write if bar is not None else print)(message)
             if improved:
-                save_checkpoint(self.out_dir / BEST, self._checkpoint())
+                save_checkpoint(self.out_dir / BEST, self._checkpoint(rng))
         self.model.train()
         return result
 
@@ -506,7 +544,17 @@ class Trainer:
         return dict(zip(names, values.tolist(), strict=True))
 
     def _evaluate(self, device: torch.device) -> dict[str, Any]:
+        """`evaluate` on this rank's shard of the val split, with rank 0's BatchNorm
+        statistics on every rank: the weights `best.pt` / `last.pt` hold."""
+        import torch.distributed as dist
+
         r = self.recipe
+        if dist.is_available() and dist.is_initialized():
+            # Per-process BatchNorm (CPU, or sync_bn=False) lets running statistics drift
+            # apart between ranks after the last forward; DDP re-broadcasts them only at the
+            # next training forward.
+            for buffer in self.module.buffers():
+                dist.broadcast(buffer, src=0)
         stride = None if r.eval_stride == (0, 0) else r.eval_stride
         return evaluate(
             self.module,
@@ -523,6 +571,20 @@ class Trainer:
             max_images=r.val_max_images,
             workers=min(r.workers, 2),
         )
+
+    def _trim_log(self) -> None:
+        """On resume: drop `metrics.jsonl` records of iterations after the checkpoint's."""
+        from zoo.config import write_text_atomic
+
+        path = self.out_dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        kept = [
+            line
+            for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("iteration", 0) <= self.iteration
+        ]
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
 
     def _log(self, record: dict[str, Any]) -> None:
         with open(self.out_dir / "metrics.jsonl", "a") as file:

@@ -8,10 +8,9 @@ Output is deterministic (no dates), so committed cards can be checked against th
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -169,8 +168,24 @@ def _cpg_rows(recipe: dict[str, Any], loss: dict[str, Any]) -> list[tuple[str, s
     return rows or [(f"`{k}`", f"`{v}`") for k, v in recipe.items() if k.startswith("cpg_")]
 
 
-def _usage(model_id: str, repo: str, mean: list[float], std: list[float]) -> str:
-    load_name = model_id if model_id in MODELS else f"hf-hub:{repo}"
+def _usage(model_id: str, repo: str | None, mean: list[float], std: list[float]) -> str:
+    """Usage with `zoo.load` and with plain ONNX Runtime; from the Hub when the model has a
+    repo (registry id or `repo_id`), else from its local directory."""
+    from zoo.loading import packaged_models
+
+    if repo is None and model_id in packaged_models():
+        load_name, where = model_id, "shipped in the cpg-zoo package: loads offline by name"
+        onnx_source = f'path = str(PACKAGED_MODELS_DIR / "{model_id}" / "model.onnx")'
+        hub_import = "from zoo.loading import PACKAGED_MODELS_DIR\n"
+    elif repo is None:
+        load_name, where = f"path/to/{model_id}", "a local model directory (this folder)"
+        onnx_source = f'path = "path/to/{model_id}/model.onnx"'
+        hub_import = ""
+    else:
+        load_name = model_id if model_id in MODELS else f"hf-hub:{repo}"
+        where = f'a registry id, "hf-hub:{repo}@<commit sha or tag>" (pinned) or a local directory'
+        onnx_source = f'path = hf_hub_download("{repo}", "model.onnx")'
+        hub_import = "from huggingface_hub import hf_hub_download\n"
     return f"""## Usage
 
 With the zoo (`pip install cpg-zoo`; ONNX Runtime backend, no torch needed):
@@ -178,7 +193,7 @@ With the zoo (`pip install cpg-zoo`; ONNX Runtime backend, no torch needed):
 ```python
 import zoo
 
-# a registry id, "hf-hub:{repo}@<commit sha or tag>" (pinned) or a local directory
+# {where}
 model = zoo.load("{load_name}")
 mask = model.predict("street.png")  # H x W array of class ids
 ```
@@ -189,10 +204,9 @@ With plain ONNX Runtime (the model takes float32 NCHW images normalised with the
 ```python
 import numpy as np
 import onnxruntime as ort
-from huggingface_hub import hf_hub_download
-from PIL import Image
+{hub_import}from PIL import Image
 
-path = hf_hub_download("{repo}", "model.onnx")
+{onnx_source}
 session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
 mean = np.array({list(mean)}, dtype=np.float32)
 std = np.array({list(std)}, dtype=np.float32)
@@ -293,7 +307,7 @@ def render_card(
 
     model_id = config.model_id or f"{config.arch}_{config.dataset}_{config.loss.get('name', 'ce')}"
     loss_name = str(config.loss.get("name", "ce"))
-    repo = repo_id or (MODELS[model_id].hub_repo if model_id in MODELS else f"ORG/{model_id}")
+    repo = repo_id or (MODELS[model_id].hub_repo if model_id in MODELS else None)
     data = card_data(model_id, config.arch, config.dataset, loss_name, eval_data)
     dataset_title = get_spec_title(config.dataset)
     trained = eval_data is not None
@@ -334,7 +348,21 @@ def render_card(
     if loss_name == "cpg" and cpg:
         sections.append("CPG settings:\n\n" + _table(cpg, ("setting", "value")) + "\n")
     sections += [_limitations(dataset_title, trained) + "\n", _citation()]
+    build = (eval_data or {}).get("build")
+    if isinstance(build, dict) and build.get("command"):
+        sections.append(_build_section(build))
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(sections))
+
+
+def _build_section(build: dict[str, Any]) -> str:
+    """How the model directory was built end to end (eval.json -> `build`, written by build
+    scripts such as scripts/build_default_model.sh)."""
+    lines = ["## Rebuilding this model\n"]
+    if build.get("description"):
+        lines.append(f"{build['description']}\n")
+    lines.append(f"From the repository root (code commit `{build.get('git_commit', '?')}`):\n")
+    lines.append(f"```bash\n{build['command']}\n```\n")
+    return "\n".join(lines)
 
 
 def _not_trained_text() -> str:
@@ -356,24 +384,26 @@ def write_card(model_dir: str | Path, repo_id: str | None = None) -> Path:
     return path
 
 
-def _registry_recipe(model_id: str) -> tuple[dict[str, Any], str]:
-    """The planned recipe of `model_id`: from `training.recipes` if importable, else the spec."""
-    try:
-        from training.recipes import get_recipe  # lazily: zoo must not depend on training
-    except ImportError:
-        spec = get_spec(model_id)
-        height, width = spec.input_size
-        recipe = {"arch": spec.arch, "dataset": spec.dataset, "loss": spec.loss}
-        return recipe | {"crop_size": [height, width]}, "the registry (`zoo.registry`)"
-    return get_recipe(model_id).to_dict(), "`training.recipes`"
+def _spec_recipe(model_id: str) -> dict[str, Any]:
+    """What the registry alone knows of a model's training: arch, dataset, loss, crop."""
+    spec = get_spec(model_id)
+    height, width = spec.input_size
+    return {"arch": spec.arch, "dataset": spec.dataset, "loss": spec.loss} | {
+        "crop_size": [height, width]
+    }
 
 
-def registry_card(model_id: str) -> Any:
-    """The card of a registry id that has no trained model directory: recipe, no metrics."""
+def registry_card(model_id: str, recipe: dict[str, Any] | None = None) -> Any:
+    """The card of a registry id that has no trained model directory: recipe, no metrics.
+
+    `recipe` is the planned training recipe (`training.recipes.get_recipe(id).to_dict()`,
+    passed in by the caller: `zoo` does not import the producers); without it the card shows
+    what the registry knows (arch, dataset, loss, crop)."""
     from huggingface_hub import ModelCard
 
     spec = get_spec(model_id)
-    recipe, source = _registry_recipe(model_id)
+    source = "`training.recipes`" if recipe is not None else "the registry (`zoo.registry`)"
+    recipe = recipe if recipe is not None else _spec_recipe(model_id)
     data = card_data(model_id, spec.arch, spec.dataset, spec.loss, None)
     title = spec.dataset_info.title
     info = spec.dataset_info
@@ -410,12 +440,15 @@ def registry_card(model_id: str) -> Any:
 
 
 def generate_registry_cards(
-    out_dir: str | Path = "model_cards", models_root: str | Path | None = None
+    out_dir: str | Path = "model_cards",
+    models_root: str | Path | None = None,
+    recipe_of: Callable[[str], dict[str, Any]] | None = None,
 ) -> list[Path]:
     """Write `out_dir/<id>/README.md` for all registry ids; return the paths.
 
     An id with a model directory `models_root/<id>/` (config.json) gets that directory's card
-    (its eval.json numbers); the others get the "not trained yet" card of `registry_card`.
+    (its eval.json numbers); the others get the "not trained yet" card of `registry_card`,
+    with the recipe `recipe_of(id)` when given.
     """
     paths = []
     for model_id in sorted(MODELS):
@@ -425,37 +458,8 @@ def generate_registry_cards(
             present = [n for n in (WEIGHTS_NAME, *ONNX_FILES) if (model_dir / n).is_file()]
             card = render_card(config, read_eval(model_dir), files=present)
         else:
-            card = registry_card(model_id)
+            card = registry_card(model_id, recipe_of(model_id) if recipe_of else None)
         path = Path(out_dir) / model_id / CARD_NAME
         write_text_atomic(path, str(card))
         paths.append(path)
     return paths
-
-
-def main(argv: list[str]) -> int:
-    """`zoo card MODEL_DIR` or `zoo card --all [--out model_cards]`."""
-    parser = argparse.ArgumentParser(
-        prog="zoo card",
-        description="Write the model card (README.md) of a model directory from its config.json "
-        "and eval.json, or the cards of all registry ids with --all.",
-    )
-    parser.add_argument("model_dir", nargs="?", help="model directory written by `zoo export`")
-    parser.add_argument("--repo", help="Hub repo id used in the usage snippets")
-    parser.add_argument("--all", action="store_true", help="cards of all registry ids")
-    parser.add_argument("--out", default="model_cards", help="output folder for --all")
-    parser.add_argument(
-        "--models-root", help="with --all: folder of model directories named by id (optional)"
-    )
-    args = parser.parse_args(argv)
-    if args.all == (args.model_dir is not None):
-        parser.error("give either MODEL_DIR or --all")
-    try:
-        if args.all:
-            paths = generate_registry_cards(args.out, args.models_root)
-            print(f"wrote {len(paths)} cards under {args.out}/")
-        else:
-            print(f"wrote {write_card(args.model_dir, repo_id=args.repo)}")
-    except (FileNotFoundError, ValueError) as error:
-        print(f"zoo card: {error}", file=sys.stderr)
-        return 2
-    return 0

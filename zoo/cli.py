@@ -15,7 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "data": ("training.data.cli:main", "prepare datasets / generate SynthCity"),
     "export": ("export.cli:main", "checkpoint -> model directory (safetensors, ONNX)"),
     "push": ("zoo.hub_cli:push_main", "upload a model directory to the Hugging Face Hub"),
-    "card": ("zoo.cards:main", "write the model card (README.md) of a model directory"),
+    "card": ("zoo.cli:card_main", "write the model card (README.md) of a model directory"),
     "demo": ("app:main", "start the Gradio demo"),
 }
 
@@ -43,6 +43,57 @@ def list_main(argv: list[str]) -> int:
     return 0
 
 
+def card_main(argv: list[str]) -> int:
+    """`zoo card MODEL_DIR` or `zoo card --all [--out model_cards]`."""
+    import argparse
+
+    from zoo.cards import generate_registry_cards, write_card
+
+    parser = argparse.ArgumentParser(
+        prog="zoo card",
+        description="Write the model card (README.md) of a model directory from its config.json "
+        "and eval.json, or the cards of all registry ids with --all (with their planned "
+        "training recipes).",
+    )
+    parser.add_argument("model_dir", nargs="?", help="model directory written by `zoo export`")
+    parser.add_argument("--repo", help="Hub repo id used in the usage snippets")
+    parser.add_argument("--all", action="store_true", help="cards of all registry ids")
+    parser.add_argument("--out", default="model_cards", help="output folder for --all")
+    parser.add_argument(
+        "--models-root", help="with --all: folder of model directories named by id (optional)"
+    )
+    args = parser.parse_args(argv)
+    if args.all == (args.model_dir is not None):
+        parser.error("give either MODEL_DIR or --all")
+    try:
+        if args.all:
+            from training.recipes import get_recipe  # a producer: imported by the CLI only
+
+            paths = generate_registry_cards(
+                args.out, args.models_root, recipe_of=lambda i: get_recipe(i).to_dict()
+            )
+            print(f"wrote {len(paths)} cards under {args.out}/")
+        else:
+            print(f"wrote {write_card(args.model_dir, repo_id=args.repo)}")
+    except (FileNotFoundError, ValueError) as error:
+        print(f"zoo card: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+# Optional dependencies -> the extra of pyproject.toml that installs them.
+EXTRA_OF_MODULE = {
+    "torch": "torch",
+    "torchvision": "torch",
+    "timm": "torch",
+    "tensorboard": "train",
+    "onnx": "export",
+    "onnxscript": "export",
+    "gradio": "demo",
+    "pandas": "demo",
+}
+
+
 def _usage() -> str:
     lines = ["usage: zoo COMMAND [ARGS...]", "", "commands:"]
     lines += [f"  {name:8s} {help_text}" for name, (_, help_text) in SUBCOMMANDS.items()]
@@ -64,8 +115,19 @@ def main(argv: list[str] | None = None) -> int:
     if importlib.util.find_spec(module_name) is None:
         print(f"zoo {command}: not implemented yet", file=sys.stderr)
         return 2
-    function = getattr(importlib.import_module(module_name), function_name)
-    return int(function(rest) or 0)
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+        return int(function(rest) or 0)
+    except ModuleNotFoundError as error:
+        extra = EXTRA_OF_MODULE.get((error.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(
+            f"zoo {command}: needs {error.name}, which this install lacks: "
+            f"pip install 'cpg-zoo[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ raw annotation formats lives in `training.data`; this module only describes the 
 
 from __future__ import annotations
 
-import colorsys
 from dataclasses import dataclass
 
 IGNORE_INDEX = 255
@@ -31,19 +30,25 @@ class DatasetInfo:
 
     @property
     def num_classes(self) -> int:
+        """Number of classes (length of `classes`)."""
         return len(self.classes)
 
 
 def distinct_palette(n: int) -> tuple[Color, ...]:
-    """`n` fixed, well-separated colours (golden-ratio hue walk, three brightness bands)."""
-    colors = []
-    for i in range(n):
-        hue = (i * 0.618033988749895) % 1.0
-        saturation = (0.95, 0.65, 0.8)[i % 3]
-        value = (0.95, 0.75, 0.55)[(i // 3) % 3]
-        r, g, b = colorsys.hsv_to_rgb(hue, saturation, value)
-        colors.append((round(r * 255), round(g * 255), round(b * 255)))
-    return tuple(colors)
+    """`n` fixed, well-separated colours: greedy farthest-point picks from an RGB grid (each
+    new colour is the grid colour farthest from all chosen so far), so the first classes get
+    the most distinct colours and no two colours are close (>= 45 apart in RGB for 171)."""
+    import numpy as np
+
+    levels = np.arange(0, 256, 15, dtype=np.float64)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
+    chosen = [np.array([230.0, 25.0, 75.0])]  # a red to start from
+    distance = np.linalg.norm(grid - chosen[0], axis=1)
+    while len(chosen) < n:
+        pick = grid[int(np.argmax(distance))]
+        chosen.append(pick)
+        distance = np.minimum(distance, np.linalg.norm(grid - pick, axis=1))
+    return tuple((int(r), int(g), int(b)) for r, g, b in chosen[:n])
 
 
 # Cityscapes: the 19 evaluation classes ("train ids") with their official colours.

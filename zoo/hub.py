@@ -11,7 +11,6 @@ ONNX files are ever fetched: nothing from the Hub is unpickled.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from zoo.config import (
     ONNX_NAME,
     WEIGHTS_NAME,
     ModelConfig,
+    read_json_object,
 )
 from zoo.errors import ModelNotAvailableError
 
@@ -243,12 +243,7 @@ def validate_model_dir(model_dir: str | Path) -> ModelConfig:
             raise ValueError(f"{onnx_path} is empty")
     eval_path = directory / EVAL_NAME
     if eval_path.exists():
-        try:
-            data = json.loads(eval_path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{eval_path} is not valid JSON: {error}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{eval_path} must hold a JSON object")
+        read_json_object(eval_path)  # a clear error before anything is uploaded
     return config
 
 
@@ -276,7 +271,7 @@ def push_model_dir(
     if not (directory / CARD_NAME).is_file():
         from zoo.cards import write_card
 
-        write_card(directory)
+        write_card(directory, repo_id=repo_id)
         logger.info("wrote a model card to %s", directory / CARD_NAME)
     files = [name for name in UPLOAD_FILES if (directory / name).is_file()]
     api = HfApi(token=token)
@@ -289,6 +284,9 @@ def push_model_dir(
         folder_path=directory,
         revision=revision,
         allow_patterns=files,
+        # A file the new directory lacks (say model.int8.onnx of the previous weights) must
+        # not survive at the new revision: it would no longer match model.safetensors.
+        delete_patterns=[name for name in UPLOAD_FILES if name not in files],
         commit_message=commit_message or f"Upload {label} ({', '.join(files)})",
     )
     sha = commit.oid

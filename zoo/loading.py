@@ -28,6 +28,15 @@ BACKENDS = ("auto", "onnx", "torch")
 ONNX_FILES = {"fp32": ONNX_NAME, "int8": ONNX_INT8_NAME, "fp16": ONNX_FP16_NAME}
 PRECISIONS = tuple(ONNX_FILES)
 HF_HUB_PREFIX = "hf-hub:"
+# Model directories shipped inside the package (the demo's built-in model), loadable by name.
+PACKAGED_MODELS_DIR = Path(__file__).resolve().parent / "assets" / "models"
+
+
+def packaged_models() -> list[str]:
+    """Names of the model directories shipped in the package (`zoo/assets/models/`)."""
+    if not PACKAGED_MODELS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in PACKAGED_MODELS_DIR.iterdir() if (p / CONFIG_NAME).is_file())
 
 
 def load(
@@ -45,8 +54,10 @@ def load(
 ) -> Segmenter:
     """Load a model for inference.
 
-    name: a registry id (`zoo list`), `"hf-hub:org/repo"` / `"hf-hub:org/repo@revision"`, or
-        a local model directory (config.json + model.onnx and/or model.safetensors).
+    name: a registry id (`zoo list`), `"hf-hub:org/repo"` / `"hf-hub:org/repo@revision"`, a
+        model shipped in the package (`lraspp_mbv3_synthcity_cpg`, the demo's; works
+        offline), or a local model directory (config.json + model.onnx and/or
+        model.safetensors).
     backend: "onnx" (ONNX Runtime), "torch" (safetensors weights), or "auto" (ONNX when the
         model has model.onnx, else torch).
     device: "auto" (GPU when usable), "cpu", "cuda" or "cuda:N".
@@ -94,6 +105,8 @@ def resolve_model_dir(
             f"{path} is a file; pass the model directory that holds {CONFIG_NAME} "
             f"and the model files"
         )
+    if text in packaged_models():
+        return PACKAGED_MODELS_DIR / text
     if text in MODELS:
         return _download(MODELS[text].hub_repo, revision, backend, precision, label=text)
     if os.sep in text or "/" in text or text.startswith((".", "~")):

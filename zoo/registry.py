@@ -46,22 +46,27 @@ class ModelSpec:
 
     @property
     def id(self) -> str:
+        """`{arch}_{dataset}_{loss}`."""
         return f"{self.arch}_{self.dataset}_{self.loss}"
 
     @property
     def input_size(self) -> tuple[int, int]:
+        """Default (height, width): the dataset's training crop."""
         return INPUT_SIZES[self.dataset]
 
     @property
     def dataset_info(self) -> DatasetInfo:
+        """Class names, palette, mean/std of the dataset."""
         return get_dataset_info(self.dataset)
 
     @property
     def num_classes(self) -> int:
+        """Number of classes of the dataset."""
         return self.dataset_info.num_classes
 
     @property
     def hub_repo(self) -> str:
+        """Hub repo id `<namespace>/<id>` (namespace: CPG_ZOO_HUB_NAMESPACE or cpg-zoo)."""
         return f"{hub_namespace()}/{self.id}"
 
 

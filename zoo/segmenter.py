@@ -80,6 +80,7 @@ class Segmenter:
 
     @property
     def num_classes(self) -> int:
+        """Number of classes the model predicts."""
         return self.config.num_classes
 
     @property

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from training.data.layouts import DatasetFileError
+from zoo.config import write_bytes_atomic
 
 
 def _open(path: Path, kind: str) -> Image.Image:
@@ -39,14 +39,7 @@ def read_label(path: str | Path) -> np.ndarray:
 
 
 def save_png_atomic(array: np.ndarray, path: str | Path) -> None:
-    """Write a uint8 array (H, W) or (H, W, 3) as a PNG via a temporary file + `os.replace`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            Image.fromarray(array).save(file, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a uint8 array (H, W) or (H, W, 3) as a PNG, atomically (no fsync: bulk writes)."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    write_bytes_atomic(path, buffer.getvalue(), fsync=False)

@@ -74,12 +74,15 @@ class DatasetLayout:
             ) from None
 
     def image_folder(self, root: Path, split: str) -> Path:
+        """Folder of the split's images under the dataset root."""
         return root / self.image_dir.format(split=self.split_dir(split))
 
     def label_folder(self, root: Path, split: str) -> Path:
+        """Folder of the split's raw labels."""
         return root / self.label_dir.format(split=self.split_dir(split))
 
     def trainid_folder(self, root: Path, split: str) -> Path:
+        """Folder of the split's converted train-id labels (`zoo data prepare`)."""
         return root / self.trainid_dir.format(split=self.split_dir(split))
 
 

@@ -44,6 +44,7 @@ class ObjectContext(nn.Module):
         self.scale = key_channels**-0.5
 
     def forward(self, features: torch.Tensor, soft_regions: torch.Tensor) -> torch.Tensor:
+        """Object-contextual features of `features` (B, C, H, W) given the region maps."""
         # Object representations: a softmax over pixels turns each region map into weights.
         region_weights = soft_regions.flatten(2).softmax(dim=-1)  # B x K x HW
         objects = torch.bmm(region_weights, features.flatten(2).transpose(1, 2))  # B x K x C
@@ -81,6 +82,7 @@ class OCRHead(nn.Module):
         self.classifier = nn.Conv2d(mid_channels, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, soft object regions), both at the features' resolution."""
         soft_regions = self.soft_regions(x)
         features = self.pixel_features(x)
         context = self.object_context(features, soft_regions)
@@ -91,7 +93,9 @@ class OCRHead(nn.Module):
 class HRNetV2OCR(nn.Module):
     """HRNetV2-W48 backbone + OCR head; `forward` returns {"out"[, "aux"]} at input size."""
 
-    def __init__(self, num_classes: int, aux_loss: bool = False, pretrained_backbone: bool = False):
+    def __init__(
+        self, num_classes: int, aux_loss: bool = False, pretrained_backbone: bool = False
+    ) -> None:
         super().__init__()
         import timm
 
@@ -106,6 +110,7 @@ class HRNetV2OCR(nn.Module):
         self.aux_loss = aux_loss
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{"out": logits} (+ "aux": soft object regions) at the input's height and width."""
         height, width = x.shape[-2:]
         pad_bottom = (-height) % BACKBONE_STRIDE
         pad_right = (-width) % BACKBONE_STRIDE

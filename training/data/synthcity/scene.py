@@ -70,7 +70,15 @@ class Canvas:
     depth: np.ndarray  # (H, W) float32, inf = sky
     cam: Camera
 
-    def paint(self, rows: slice, cols: slice, where: np.ndarray, z, label, color) -> None:
+    def paint(
+        self,
+        rows: slice,
+        cols: slice,
+        where: np.ndarray,
+        z: np.ndarray | float,
+        label: np.ndarray | int,
+        color: np.ndarray,
+    ) -> None:
         """Paint the region `rows` x `cols` where `where` holds and `z` is nearer than the
         depth there; `z`, `label` (H', W') and `color` (H', W', 3) broadcast to the region."""
         depth = self.depth[rows, cols]

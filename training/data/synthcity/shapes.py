@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 Mask = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
 
@@ -24,7 +25,7 @@ class Part:
     color: np.ndarray
 
 
-def jitter(rng: np.random.Generator, color, amount: float = 12.0) -> np.ndarray:
+def jitter(rng: np.random.Generator, color: ArrayLike, amount: float = 12.0) -> np.ndarray:
     """`color` plus Gaussian noise per channel, kept in 0..255 (float32 (3,))."""
     jittered = np.asarray(color, np.float32) + np.float32(amount) * rng.standard_normal(
         3, np.float32
