@@ -180,6 +180,18 @@ def median_time(fn: Callable, logits: torch.Tensor, target: torch.Tensor, k: int
     return statistics.median(fwd_bwd(fn, logits, target, k) for _ in range(n))
 
 
+def profile_ours(c: int, k: int, runs: int) -> None:
+    """Print where our loss spends its time (self CPU time per op) over `runs` fwd+bwd."""
+    from torch.profiler import ProfilerActivity, profile
+
+    logits, target = inputs(c)
+    fwd_bwd(ours, logits, target, k)  # warm-up
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(runs):
+            fwd_bwd(ours, logits, target, k)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7, help="timed runs per case (median)")
@@ -197,12 +209,18 @@ def main() -> None:
     )
     ap.add_argument("--output", type=Path, default=Path("runs/bench/loss.md"))
     ap.add_argument("--memory-case", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--profile", action="store_true", help="torch.profiler table of ours (first C and k)"
+    )
     args = ap.parse_args()
     global clock
     clock = CLOCKS[args.clock]
     torch.set_num_threads(args.threads)
     if args.memory_case:
         memory_case(args.memory_case[0], int(args.memory_case[1]), int(args.memory_case[2]))
+        return
+    if args.profile:
+        profile_ours(args.classes[0], args.kernels[0], args.repeats)
         return
     mib = 2.0**20
     rows = [
