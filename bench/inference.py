@@ -82,6 +82,35 @@ def run_case(model_dir: Path, backend: str, size: tuple[int, int], runs: int, th
     }
 
 
+def ort_op_profile(model_dir: Path, size: tuple[int, int], threads: int, runs: int = 3) -> str:
+    """ONNX Runtime's own profiler: time per operator type (ms per run, share), fp32 model."""
+    import collections
+
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.enable_profiling = True
+    options.profile_file_prefix = str(model_dir / ".ort-profile")
+    session = ort.InferenceSession(
+        str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"]
+    )
+    x = np.random.default_rng(0).random((1, 3, *size), dtype=np.float32)
+    for _ in range(runs):
+        session.run(None, {"input": x})
+    events = json.loads(Path(session.end_profiling()).read_text())
+    total: collections.Counter[str] = collections.Counter()
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            total[event["args"]["op_name"]] += event["dur"]
+    overall = sum(total.values())
+    lines = ["| op | ms per run | share |", "|---|---|---|"]
+    for op, microseconds in total.most_common(8):
+        lines.append(f"| {op} | {microseconds / runs / 1e3:.1f} | {microseconds / overall:.1%} |")
+    return "\n".join(lines)
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited on exec)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -117,8 +146,15 @@ def prepare(
             image = synthetic_images((1, 3, 512, 1024), [0.0] * 3, [1 / 255] * 3, seed=seed)
             rgb = image[0].transpose(1, 2, 0).clip(0, 255).astype("uint8")
             Image.fromarray(rgb).save(calib / f"{seed}.png")
-    # random weights: the int8 agreement is measured and reported, not gated
-    gates = ParityGates(int8_min_agreement=0.0 if checkpoint is None else 0.98)
+    # Random weights: the int8 agreement is measured and reported, not gated, and the fp32
+    # logit tolerance is 5e-3 (BN-recalibrated random HRNet-OCR logits reach |36|, where
+    # float32 differences of ~1e-3 are 3e-5 relative); trained models get the default gates.
+    random_weights = checkpoint is None
+    gates = (
+        ParityGates(int8_min_agreement=0.0, fp32_max_abs_diff=5e-3)
+        if random_weights
+        else ParityGates(int8_min_agreement=0.98)
+    )
     if checkpoint is None:
         checkpoint = str(random_checkpoint(arch, work / f"{arch}.pt", num_classes=num_classes))
     export_model(
@@ -169,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--work", default="/tmp/cpg-bench")
     parser.add_argument("--json", default=None, help="write all figures here")
+    parser.add_argument(
+        "--ort-profile", action="store_true", help="per-operator ORT profile of each model"
+    )
     parser.add_argument("--case", nargs=5, metavar=("DIR", "BACKEND", "H", "W", "RUNS"))
     args = parser.parse_args(argv)
 
@@ -189,6 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for arch in args.archs:
         model_dir = prepare(arch, work, checkpoints.get(arch), args.num_classes, args.calib_data)
+        if args.ort_profile:
+            for size_text in args.sizes:
+                height, width = (int(v) for v in size_text.split("x"))
+                print(f"{arch} {size_text}, ORT fp32 operators:")
+                print(ort_op_profile(model_dir, (height, width), args.threads))
+            continue
         for size_text in args.sizes:
             height, width = (int(v) for v in size_text.split("x"))
             case = {}
@@ -207,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
                 if reference is not None:
                     figures["agreement_vs_ort_fp32"] = float((labels == reference).mean())
             rows.append({"arch": arch, "size": size_text, **case})
+    if args.ort_profile:
+        return 0
     results["rows"] = rows
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

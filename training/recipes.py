@@ -317,7 +317,7 @@ def recipes_markdown() -> str:
         ("lr", lambda r: f"{r.lr:g}"),
         ("wd", lambda r: f"{r.weight_decay:g}"),
         ("warm-up", lambda r: str(r.warmup_iters)),
-        ("aux", lambda r: "0.4" if r.aux_loss else "-"),
+        ("aux", lambda r: f"{r.aux_weight:g}" if r.aux_loss else "-"),
         ("CPG λ", lambda r: f"{r.cpg_lambda:g}" if r.cpg_lambda else "-"),
         ("BN mom.", lambda r: f"{r.bn_momentum:g}" if r.bn_momentum else "net's"),
         ("AMP", lambda r: r.amp),
