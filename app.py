@@ -32,7 +32,7 @@ from PIL import Image, UnidentifiedImageError
 
 import zoo
 from zoo.errors import ModelFileError, ModelNotAvailableError
-from zoo.loading import PACKAGED_MODELS_DIR
+from zoo.loading import PACKAGED_MODELS_DIR, packaged_models
 from zoo.preprocess import pil_to_rgb, resize_rgb, scaled_size
 
 DEFAULT_MODEL = "lraspp_mbv3_synthcity_cpg"
@@ -55,13 +55,12 @@ UNREADABLE = "not a known image format, or a damaged file (try PNG, JPEG, WebP, 
 def model_source(name: str) -> str | Path:
     """What `zoo.load` gets for a dropdown value: the packaged directory for the built-in
     default, the name itself otherwise (registry id, `hf-hub:org/repo`, local directory)."""
-    packaged = MODELS_DIR / name
-    if "/" not in name and packaged.is_dir():
-        return packaged
+    if name in packaged_models():
+        return MODELS_DIR / name
     if name == DEFAULT_MODEL:
         raise ModelNotAvailableError(
-            f"{name} (the built-in model) is missing: {packaged} does not exist. Reinstall "
-            "cpg-zoo, or rebuild it with `bash scripts/build_default_model.sh`."
+            f"{name} (the built-in model) is missing: {MODELS_DIR / name} does not exist. "
+            "Reinstall cpg-zoo, or rebuild it with `bash scripts/build_default_model.sh`."
         )
     return name
 

@@ -96,7 +96,9 @@ def export_model(
 
     loaded = load_checkpoint(checkpoint)
     checkpoint_sha = file_sha256(checkpoint) if Path(checkpoint).is_file() else None
-    _check_existing_metrics(out_dir / EVAL_NAME, checkpoint, checkpoint_sha)
+    eval_path = out_dir / EVAL_NAME
+    existing_eval = read_json_object(eval_path) if eval_path.is_file() else {}
+    _check_existing_metrics(existing_eval, eval_path, checkpoint, checkpoint_sha)
     config = loaded.config
     model = build_for_export(loaded)
     lap("load_checkpoint_s")
@@ -201,7 +203,8 @@ def export_model(
         }
         timings["total_s"] = round(time.perf_counter() - start, 3)
         report["timings"] = timings
-        _write_report(out_dir / EVAL_NAME, work / EVAL_NAME, report)
+        existing_eval[REPORT_KEY] = report  # the "export" key replaced, every other key kept
+        write_text_atomic(work / EVAL_NAME, json.dumps(existing_eval, indent=2) + "\n")
         _default_permissions(work)
         _install(work, out_dir)
     except BaseException:
@@ -233,24 +236,17 @@ def _fp16_figures(fp32_session: Any, fp16_session: Any, x: np.ndarray) -> dict[s
     }
 
 
-def _check_existing_metrics(eval_path: Path, checkpoint: str | Path, sha: str | None) -> None:
+def _check_existing_metrics(
+    existing: dict[str, Any], eval_path: Path, checkpoint: str | Path, sha: str | None
+) -> None:
     """Refuse to put new weights beside metrics that `zoo eval` measured on other weights."""
-    if sha is None or not eval_path.is_file():
-        return
-    measured = read_json_object(eval_path).get("checkpoint_sha256")
-    if measured and measured != sha:
+    measured = existing.get("checkpoint_sha256")
+    if sha is not None and measured and measured != sha:
         raise ValueError(
             f"{eval_path} holds metrics of another checkpoint (sha256 {measured[:12]}..., "
             f"{checkpoint} is {sha[:12]}...): run `zoo eval {checkpoint} ... --out {eval_path}` "
             "first, or export into a new directory"
         )
-
-
-def _write_report(existing: Path, target: Path, report: dict[str, Any]) -> None:
-    """eval.json with the "export" key replaced and every other key kept."""
-    data = read_json_object(existing) if existing.is_file() else {}
-    data[REPORT_KEY] = report
-    write_text_atomic(target, json.dumps(data, indent=2) + "\n")
 
 
 def _default_permissions(work: Path) -> None:

@@ -164,14 +164,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _rank_and_world() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def checkpoint_config(recipe: Recipe, commit: str | None = None) -> dict[str, Any]:
     """The checkpoint's `config`: `zoo.config.ModelConfig(...).to_dict()` for this recipe."""
     from zoo.config import ModelConfig
@@ -322,7 +314,7 @@ class Trainer:
             "best_miou": self.best_miou,
         }
 
-    def _resume(self, path: Path, device: torch.device) -> None:
+    def _resume(self, path: Path, dist_info: DistInfo) -> None:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         saved = checkpoint["config"]["recipe"]
         for key in ("arch", "dataset", "batch_size", "crop_size", "grad_accum", "seed"):
@@ -340,7 +332,7 @@ class Trainer:
         self.best_miou = float(checkpoint["best_miou"])
         states = checkpoint["rng"]
         states = [states] if isinstance(states, dict) else states  # single-process format
-        rank, world = _rank_and_world()
+        rank, world = dist_info.rank, dist_info.world_size
         if len(states) == world:
             _set_rng_state(states[rank])
         else:  # data order and augmentation stay exact; dropout noise does not
@@ -394,7 +386,7 @@ class Trainer:
         if resume is True:
             resume = self.out_dir / LAST if (self.out_dir / LAST).is_file() else None
         if resume:
-            self._resume(Path(resume), device)
+            self._resume(Path(resume), dist_info)
         main = dist_info.is_main
         if self.iteration >= r.iterations:
             if main:

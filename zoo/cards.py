@@ -23,8 +23,10 @@ from zoo.config import (
     ONNX_NAME,
     WEIGHTS_NAME,
     ModelConfig,
+    read_json_object,
     write_text_atomic,
 )
+from zoo.loading import packaged_models
 from zoo.registry import ARCHS, LOSSES, MODELS, get_spec
 
 PAPER_TITLE = "Convolution-based Probability Gradient Loss for Semantic Segmentation"
@@ -57,15 +59,7 @@ ONNX_FILES = (ONNX_NAME, ONNX_INT8_NAME, ONNX_FP16_NAME)
 def read_eval(model_dir: str | Path) -> dict[str, Any] | None:
     """`eval.json` of a model directory, or None if absent; a malformed one is an error."""
     path = Path(model_dir) / EVAL_NAME
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object")
-    return data
+    return read_json_object(path) if path.is_file() else None
 
 
 def _number(value: Any) -> float | None:
@@ -171,8 +165,6 @@ def _cpg_rows(recipe: dict[str, Any], loss: dict[str, Any]) -> list[tuple[str, s
 def _usage(model_id: str, repo: str | None, mean: list[float], std: list[float]) -> str:
     """Usage with `zoo.load` and with plain ONNX Runtime; from the Hub when the model has a
     repo (registry id or `repo_id`), else from its local directory."""
-    from zoo.loading import packaged_models
-
     if repo is None and model_id in packaged_models():
         load_name, where = model_id, "shipped in the cpg-zoo package: loads offline by name"
         onnx_source = f'path = str(PACKAGED_MODELS_DIR / "{model_id}" / "model.onnx")'
@@ -388,8 +380,11 @@ def _spec_recipe(model_id: str) -> dict[str, Any]:
     """What the registry alone knows of a model's training: arch, dataset, loss, crop."""
     spec = get_spec(model_id)
     height, width = spec.input_size
-    return {"arch": spec.arch, "dataset": spec.dataset, "loss": spec.loss} | {
-        "crop_size": [height, width]
+    return {
+        "arch": spec.arch,
+        "dataset": spec.dataset,
+        "loss": spec.loss,
+        "crop_size": [height, width],
     }
 
 
