@@ -19,6 +19,7 @@ top. `--cpu-check` applies the same method on this CPU, where both sides can be 
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
+from training.losses import SegmentationObjective
 from training.recipes import Recipe, get_recipe, list_recipes
 from zoo.datasets import DATASETS
 from zoo.models import build_model
@@ -70,19 +72,31 @@ def training_flops(model: torch.nn.Module, height: int, width: int) -> int:
     return 3 * counter.get_total_flops() // 2
 
 
-def reference_flops_per_second(reference: Reference) -> float:
-    """Sustained FLOP/s implied by a reference classifier's training throughput."""
+def classifier_sample_flops(reference: Reference) -> int:
+    """Training FLOPs of one 224x224 image of the reference classifier."""
     with torch.device("meta"):
         model = getattr(torchvision.models, reference.classifier)()
-    return training_flops(model, 224, 224) * reference.images_per_second
+    return training_flops(model, 224, 224)
+
+
+def recipe_sample_flops(recipe: Recipe) -> int:
+    """Training FLOPs of one crop of `recipe`'s network (with its aux head, if any)."""
+    with torch.device("meta"):
+        model = build_model(
+            recipe.arch, DATASETS[recipe.dataset].num_classes, aux_loss=recipe.aux_loss
+        )
+    return training_flops(model, *recipe.crop_size)
+
+
+@functools.cache
+def reference_flops_per_second(reference: Reference) -> float:
+    """Sustained FLOP/s implied by a reference classifier's published training throughput."""
+    return classifier_sample_flops(reference) * reference.images_per_second
 
 
 def recipe_cost(recipe: Recipe) -> dict[str, float]:
     """FLOPs per sample / iteration / run and the estimated A100 GPU-hours of `recipe`."""
-    num_classes = DATASETS[recipe.dataset].num_classes
-    with torch.device("meta"):
-        model = build_model(recipe.arch, num_classes, aux_loss=recipe.aux_loss)
-    per_sample = training_flops(model, *recipe.crop_size)
+    per_sample = recipe_sample_flops(recipe)
     per_run = per_sample * recipe.batch_size * recipe.iterations
     rate = reference_flops_per_second(REFERENCES[recipe.arch])
     return {
@@ -102,15 +116,13 @@ def seconds_per_step(
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     image = torch.randn(batch, 3, height, width)
     target = torch.randint(0, num_classes, (batch, height, width))
+    objective = SegmentationObjective()  # the trainer's CE (+ 0.4 aux CE)
     times = []
     for index in range(steps + 1):  # the first step is a warm-up
         start = time.perf_counter()
         outputs = model(image)
         if isinstance(outputs, dict):  # segmentation: {"out", optional "aux"}
-            loss = sum(
-                F.cross_entropy(F.interpolate(o, size=(height, width), mode="bilinear"), target)
-                for o in outputs.values()
-            )
+            loss, _ = objective(outputs, target)
         else:  # classifier
             loss = F.cross_entropy(outputs, target[:, 0, 0])
         optimizer.zero_grad()
@@ -137,15 +149,13 @@ def cpu_check(recipe_names: list[str], steps: int, reference_batch: int) -> None
         if reference.classifier not in rates:
             classifier = getattr(torchvision.models, reference.classifier)()
             step = seconds_per_step(classifier, reference_batch, 224, 224, 1000, steps)
-            with torch.device("meta"):
-                meta = getattr(torchvision.models, reference.classifier)()
-            rates[reference.classifier] = training_flops(meta, 224, 224) * reference_batch / step
+            rates[reference.classifier] = (
+                classifier_sample_flops(reference) * reference_batch / step
+            )
         rate = rates[reference.classifier]
         num_classes = DATASETS[recipe.dataset].num_classes
         height, width = recipe.crop_size
-        with torch.device("meta"):
-            meta = build_model(recipe.arch, num_classes, aux_loss=recipe.aux_loss)
-        predicted = training_flops(meta, height, width) * recipe.batch_size / rate
+        predicted = recipe_sample_flops(recipe) * recipe.batch_size / rate
         model = build_model(recipe.arch, num_classes, aux_loss=recipe.aux_loss)
         measured = seconds_per_step(model, recipe.batch_size, height, width, num_classes, steps)
         print(
