@@ -1,7 +1,9 @@
-"""Inference benchmark: torch eager vs ONNX Runtime fp32 vs int8 (and torch bf16), CPU.
+"""Inference benchmark: torch eager vs ONNX Runtime fp32 vs int8 (and torch bf16), CPU; GPU too.
 
     python bench/inference.py [--archs lraspp_mbv3 ...] [--sizes 512x1024 512x512]
                               [--runs 10] [--threads 2] [--work /tmp/cpg-bench] [--json out.json]
+    python bench/inference.py --backends torch_cuda torch_cuda_fp16 ort_cuda ort_cuda_fp16 \
+                              ort_trt ort_trt_fp16 ort_fp32     # on a machine with a GPU
 
 Per architecture it exports a model directory (BN-calibrated random weights unless
 `--checkpoint ARCH=PATH` gives a trained one; int8 calibrated on synthetic images) and then
@@ -24,6 +26,26 @@ import time
 from pathlib import Path
 
 BACKENDS = ("torch", "torch_bf16", "ort_fp32", "ort_int8", "ort_int8_pt")
+# GPU: torch eager fp32 / fp16 autocast; ORT CUDA EP on model.onnx / model.fp16.onnx; ORT
+# TensorRT EP (fp32, fp16 kernels allowed). Timings include the copy of the logits to the host,
+# as ORT's `run` returns them there. Needs onnxruntime-gpu for the ORT ones (README).
+GPU_BACKENDS = (
+    "torch_cuda",
+    "torch_cuda_fp16",
+    "ort_cuda",
+    "ort_cuda_fp16",
+    "ort_trt",
+    "ort_trt_fp16",
+)
+ORT_PROVIDERS: dict[str, list] = {
+    "ort_fp32": ["CPUExecutionProvider"],
+    "ort_int8": ["CPUExecutionProvider"],
+    "ort_int8_pt": ["CPUExecutionProvider"],
+    "ort_cuda": ["CUDAExecutionProvider"],
+    "ort_cuda_fp16": ["CUDAExecutionProvider"],
+    "ort_trt": [("TensorrtExecutionProvider", {})],
+    "ort_trt_fp16": [("TensorrtExecutionProvider", {"trt_fp16_enable": True})],
+}
 PER_TENSOR_NAME = "model.int8-per-tensor.onnx"  # bench-only variant: per-tensor weight scales
 ARCHS = ("lraspp_mbv3", "deeplabv3_r50", "hrnetv2_w48_ocr")
 
@@ -33,21 +55,31 @@ def run_case(model_dir: Path, backend: str, size: tuple[int, int], runs: int, th
     import numpy as np
 
     from export.images import synthetic_images
-    from zoo.config import ONNX_INT8_NAME, ONNX_NAME, ModelConfig
+    from zoo.config import ONNX_FP16_NAME, ONNX_INT8_NAME, ONNX_NAME, ModelConfig
 
     config = ModelConfig.load(model_dir)
     x = synthetic_images((1, 3, *size), config.mean, config.std, seed=123)
+    gpu = backend in GPU_BACKENDS
+    free_gpu_memory = gpu_memory_probe() if gpu else None
     if backend.startswith("ort"):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        names = {"ort_int8": ONNX_INT8_NAME, "ort_int8_pt": PER_TENSOR_NAME}
+        names = {
+            "ort_int8": ONNX_INT8_NAME,
+            "ort_int8_pt": PER_TENSOR_NAME,
+            "ort_cuda_fp16": ONNX_FP16_NAME,
+        }
         name = names.get(backend, ONNX_NAME)
-        session = ort.InferenceSession(
-            str(model_dir / name), options, providers=["CPUExecutionProvider"]
-        )
+        providers = ORT_PROVIDERS[backend]
+        if backend.startswith("ort_trt"):  # engines are built per shape: cache them
+            providers = [(providers[0][0], {**providers[0][1], **trt_cache(model_dir)})]
+        session = ort.InferenceSession(str(model_dir / name), options, providers=providers)
+        wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
+        if session.get_providers()[0] != wanted:
+            raise RuntimeError(f"{wanted} is not usable here (got {session.get_providers()})")
 
         def forward() -> np.ndarray:
             return session.run(["logits"], {"input": x})[0]
@@ -57,14 +89,19 @@ def run_case(model_dir: Path, backend: str, size: tuple[int, int], runs: int, th
         from export.checkpoint import build_for_export, load_checkpoint
 
         torch.set_num_threads(threads)
-        model = build_for_export(load_checkpoint(model_dir))
-        tensor = torch.from_numpy(x)
+        if gpu and not torch.cuda.is_available():
+            raise RuntimeError(f"{backend}: torch sees no CUDA device")
+        device = "cuda" if gpu else "cpu"
+        model = build_for_export(load_checkpoint(model_dir)).to(device)
+        tensor = torch.from_numpy(x).to(device)
+        dtype = torch.float16 if gpu else torch.bfloat16
+        reduced = backend in ("torch_bf16", "torch_cuda_fp16")
 
         def forward() -> np.ndarray:
-            with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, backend != "torch"):
-                return model(tensor)["out"].float().numpy()
+            with torch.inference_mode(), torch.autocast(device, dtype, enabled=reduced):
+                return model(tensor)["out"].float().cpu().numpy()
 
-    for _ in range(2):
+    for _ in range(2 if not gpu else 5):
         forward()
     times = []
     for _ in range(runs):
@@ -73,13 +110,34 @@ def run_case(model_dir: Path, backend: str, size: tuple[int, int], runs: int, th
         times.append(time.perf_counter() - start)
     labels_path = model_dir / f".labels-{backend}-{size[0]}x{size[1]}.npy"
     np.save(labels_path, logits.argmax(1).astype(np.uint8))
-    return {
+    figures = {
         "median_s": statistics.median(times),
         "min_s": min(times),
         "runs": runs,
         "peak_rss_mb": peak_rss_mb(),
         "labels": str(labels_path),
     }
+    if free_gpu_memory is not None:
+        figures["gpu_memory_mb"] = (free_gpu_memory - (gpu_memory_probe() or 0)) / 2**20
+    return figures
+
+
+def gpu_memory_probe() -> int | None:
+    """Free device memory in bytes (device-wide, so it sees ONNX Runtime's arena too), or None
+    where torch cannot tell. Used as a before/after difference: the memory a case holds."""
+    try:
+        import torch
+
+        return torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else None
+    except (ImportError, RuntimeError):
+        return None
+
+
+def trt_cache(model_dir: Path) -> dict[str, object]:
+    """TensorRT EP options: keep built engines beside the model (one per input shape)."""
+    cache = model_dir / ".trt-cache"
+    cache.mkdir(exist_ok=True)
+    return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
 
 
 def ort_op_profile(model_dir: Path, size: tuple[int, int], threads: int, runs: int = 3) -> str:
@@ -135,7 +193,7 @@ def prepare(
     from export.testing import random_checkpoint
 
     model_dir = work / arch
-    if (model_dir / PER_TENSOR_NAME).is_file():
+    if (model_dir / PER_TENSOR_NAME).is_file() and (model_dir / "model.fp16.onnx").is_file():
         return model_dir
     calib = Path(calib_data) if calib_data else work / "calib"
     if not calib.is_dir():
@@ -161,6 +219,7 @@ def prepare(
         checkpoint,
         model_dir,
         int8=True,
+        fp16=True,
         calib_data=calib,
         calib_size=(256, 512),
         calib_limit=16 if calib_data else 8,
@@ -195,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
     parser.add_argument("--sizes", nargs="+", default=["512x1024", "512x512"])
-    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    parser.add_argument(
+        "--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS + GPU_BACKENDS
+    )
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--num-classes", type=int, default=19)
@@ -261,6 +322,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def gpu_cell(figures: dict) -> str:
+    """`12.3 ms, 99.99%, 850 MB` for the GPU table."""
+    agreement = figures.get("agreement_vs_ort_fp32")
+    parts = [f"{figures['median_s'] * 1e3:.1f} ms"]
+    parts += [f"{agreement:.2%}"] if agreement is not None else []
+    parts += [f"{figures.get('gpu_memory_mb', float('nan')):.0f} MB"]
+    return ", ".join(parts)
+
+
 def markdown(results: dict) -> str:
     """The results table in Markdown."""
     lines = [
@@ -293,6 +363,15 @@ def markdown(results: dict) -> str:
             f"| {seconds(median('ort_int8_pt'))} "
             f"| {rss('torch')} / {rss('ort_fp32')} / {rss('ort_int8')} MB |"
         )
+    gpu = [b for b in GPU_BACKENDS if any(b in row for row in results["rows"])]
+    if gpu:
+        lines += ["", "GPU: median latency, argmax agreement with ORT fp32 on the CPU (if run),"]
+        lines += ["device memory held (MB)", ""]
+        lines.append("| arch | size | " + " | ".join(gpu) + " |")
+        lines.append("|---|---|" + "---|" * len(gpu))
+        for row in results["rows"]:
+            cells = [gpu_cell(row[b]) if b in row else "-" for b in gpu]
+            lines.append(f"| {row['arch']} | {row['size']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

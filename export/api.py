@@ -165,7 +165,7 @@ def export_model(
 
         if int8:
             assert calibration is not None
-            quantize_int8(
+            quantized = quantize_int8(
                 work / ONNX_NAME,
                 work / ONNX_INT8_NAME,
                 calibration.images,
@@ -187,6 +187,7 @@ def export_model(
                 "activations": "uint8",
                 "weights": "int8 per channel" if int8_per_channel else "int8 per tensor",
                 "calibration": "MinMax",
+                **quantized.to_dict(),
             }
             lap("int8_parity_s")
 

@@ -101,15 +101,6 @@ def _fix_output_shapes(path: Path, num_classes: int) -> None:
     onnx.save(model, str(path))
 
 
-def cap_ir_version(path: str | Path, max_ir: int = MAX_IR_VERSION) -> int:
-    """Rewrite `path` with IR version <= `max_ir` (onnx's helpers write newer); return it."""
-    model = onnx.load(str(path))
-    if model.ir_version > max_ir:
-        model.ir_version = max_ir
-        onnx.save(model, str(path))
-    return model.ir_version
-
-
 def dynamic_dims(path: str | Path) -> dict[str, list[str | int]]:
     """Each graph input's / output's dims (names for dynamic ones), for the report."""
     model = onnx.load(str(path), load_external_data=False)

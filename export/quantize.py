@@ -2,15 +2,19 @@
 
 Calibrated on normalised images (`export.images`); activations uint8, weights int8 per
 channel (the U8S8 layout onnxruntime's x86 kernels, VNNI included, are fastest with).
+Graph outputs stay float (the nodes writing them are not quantised) and hard-swish is
+rewritten into ops with uint8 kernels (`export.qdq_rewrite`).
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -20,7 +24,8 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from export.onnx_export import INPUT_NAME, cap_ir_version
+from export.onnx_export import INPUT_NAME, MAX_IR_VERSION
+from export.qdq_rewrite import decompose_hardswish, float_output_tail, fold_hardswish_scales
 
 
 class ArrayReader(CalibrationDataReader):
@@ -38,6 +43,23 @@ class ArrayReader(CalibrationDataReader):
         self._iterator = iter(self.images)
 
 
+@dataclass
+class QuantizeReport:
+    """What `quantize_int8` did to the graph besides quantising it."""
+
+    path: Path
+    float_tail: list[str]  # nodes at the graph's outputs, left unquantised
+    hardswish_rewritten: int
+    hardswish_scales_folded: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "float_tail": self.float_tail,
+            "hardswish_rewritten": self.hardswish_rewritten,
+            "hardswish_scales_folded": self.hardswish_scales_folded,
+        }
+
+
 def quantize_int8(
     fp32_path: str | Path,
     out_path: str | Path,
@@ -45,7 +67,7 @@ def quantize_int8(
     *,
     per_channel: bool = True,
     method: str = "minmax",
-) -> Path:
+) -> QuantizeReport:
     """Static QDQ int8 quantisation of `fp32_path` calibrated on `images`."""
     if not images:
         raise ValueError("int8 quantisation needs at least one calibration image")
@@ -58,13 +80,19 @@ def quantize_int8(
         raise ValueError(f"calibration method must be one of {', '.join(methods)}, got {method!r}")
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".quant-") as work:
-        prepared = Path(work) / "prepared.onnx"
+        rewritten, prepared, quantized = (Path(work) / f"{n}.onnx" for n in ("rw", "prep", "q"))
+        model = onnx.load(str(fp32_path))
+        hardswish = decompose_hardswish(model)
+        onnx.save(model, str(rewritten))
         # shape inference + graph optimisation; symbolic shape inference is skipped: it
         # fails on graphs whose sizes are computed from the input (dynamo, HRNet's padding)
-        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quant_pre_process(str(rewritten), str(prepared), skip_symbolic_shape=True)
+        model = onnx.load(str(prepared))
+        float_tail = float_output_tail(model)  # names unnamed nodes too
+        onnx.save(model, str(prepared))
         quantize_static(
             str(prepared),
-            str(out_path),
+            str(quantized),
             ArrayReader(images),
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
@@ -72,6 +100,10 @@ def quantize_int8(
             weight_type=QuantType.QInt8,
             calibrate_method=methods[method],
             calibration_cache_path=None,
+            nodes_to_exclude=float_tail,
         )
-    cap_ir_version(out_path)
-    return out_path
+        model = onnx.load(str(quantized))
+        folded = fold_hardswish_scales(model)
+        model.ir_version = min(model.ir_version, MAX_IR_VERSION)
+        onnx.save(model, str(out_path))
+    return QuantizeReport(out_path, float_tail, hardswish, folded)

@@ -142,8 +142,19 @@ def test_int8_export_meets_gate_on_trained_model(arch: str, tmp_path: Path) -> N
         shapes=SHAPES,
     )
     check_onnx_file(out / ONNX_INT8_NAME)
-    assert onnx.load(str(out / ONNX_INT8_NAME)).ir_version <= 10
-    int8 = json.loads((out / EVAL_NAME).read_text())["export"]["parity"]["int8"]
+    graph = onnx.load(str(out / ONNX_INT8_NAME))
+    assert graph.ir_version <= 10
+    producer = {output: node for node in graph.graph.node for output in node.output}
+    upsample = producer["logits"]
+    while upsample.op_type == "Slice":  # HRNet crops its pad-to-32 margin after upsampling
+        upsample = producer[upsample.input[0]]
+    assert upsample.op_type == "Resize"  # float logits: no 8-bit rounding at full resolution
+    report = json.loads((out / EVAL_NAME).read_text())["export"]
+    rewritten = report["int8"]["hardswish_rewritten"]
+    assert rewritten == (20 if arch == "lraspp_mbv3" else 0)  # MobileNetV3-Large's hard-swishes
+    assert report["int8"]["hardswish_scales_folded"] == rewritten
+    assert "HardSwish" not in {node.op_type for node in graph.graph.node}
+    int8 = report["parity"]["int8"]
     assert int8["passed"] and int8["argmax_agreement"] >= 0.98
     assert int8["miou_images"] == 8 and int8["miou_fp32"] > 0.5  # really trained (3 classes)
     assert int8["miou_drop"] <= 0.05
