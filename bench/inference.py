@@ -6,10 +6,12 @@
                               ort_trt ort_trt_fp16 ort_fp32     # on a machine with a GPU
 
 Per architecture it exports a model directory (BN-calibrated random weights unless
-`--checkpoint ARCH=PATH` gives a trained one; int8 calibrated on synthetic images) and then
-times every (arch, size, backend) case in its own subprocess, so that peak memory
-(VmHWM) belongs to that case alone. Batch 1, latency = median of `--runs` after warm-up.
-Prints a Markdown table (for docs/benchmarks.md) and writes all figures as JSON.
+`--checkpoint ARCH=PATH` gives a trained one; int8 calibrated on `--calib-data` for a trained
+one, else on synthetic images) and then times every (arch, size, backend) case in its own
+subprocess, so that peak memory (VmHWM) belongs to that case alone; `--rounds` repeats each
+case, backends interleaved. Batch 1, latency = median of all `--rounds` x `--runs` timed runs
+(each process warms up first). Prints a Markdown table (for docs/benchmarks.md) and writes all
+figures as JSON.
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ def run_case(model_dir: Path, backend: str, size: tuple[int, int], runs: int, th
     figures = {
         "median_s": statistics.median(times),
         "min_s": min(times),
-        "runs": runs,
+        "times_s": times,
         "peak_rss_mb": peak_rss_mb(),
         "labels": str(labels_path),
     }
@@ -140,8 +142,11 @@ def trt_cache(model_dir: Path) -> dict[str, object]:
     return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
 
 
-def ort_op_profile(model_dir: Path, size: tuple[int, int], threads: int, runs: int = 3) -> str:
-    """ONNX Runtime's own profiler: time per operator type (ms per run, share), fp32 model."""
+def ort_op_profile(
+    model_path: Path, size: tuple[int, int], threads: int, runs: int = 5, top: int = 8
+) -> str:
+    """ONNX Runtime's own profiler: time per operator type (ms per run, share) over `runs`
+    runs after one warm-up run (the profiler slows kernels a little: shares matter)."""
     import collections
 
     import numpy as np
@@ -150,21 +155,27 @@ def ort_op_profile(model_dir: Path, size: tuple[int, int], threads: int, runs: i
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.enable_profiling = True
-    options.profile_file_prefix = str(model_dir / ".ort-profile")
-    session = ort.InferenceSession(
-        str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"]
-    )
+    options.profile_file_prefix = str(model_path.parent / ".ort-profile")
+    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).random((1, 3, *size), dtype=np.float32)
-    for _ in range(runs):
+    for _ in range(1 + runs):
         session.run(None, {"input": x})
     events = json.loads(Path(session.end_profiling()).read_text())
+    first_run = min(
+        (e for e in events if e.get("cat") == "Session" and e["name"] == "model_run"),
+        key=lambda e: e["ts"],
+    )
+    warm_up_end = first_run["ts"] + first_run["dur"]
     total: collections.Counter[str] = collections.Counter()
     for event in events:
+        if event["ts"] < warm_up_end:
+            continue
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
             total[event["args"]["op_name"]] += event["dur"]
     overall = sum(total.values())
     lines = ["| op | ms per run | share |", "|---|---|---|"]
-    for op, microseconds in total.most_common(8):
+    lines.append(f"| all | {overall / runs / 1e3:.1f} | 100% |")
+    for op, microseconds in total.most_common(top):
         lines.append(f"| {op} | {microseconds / runs / 1e3:.1f} | {microseconds / overall:.1%} |")
     return "\n".join(lines)
 
@@ -257,7 +268,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS + GPU_BACKENDS
     )
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=10, help="timed runs per case and round")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="each case runs this often, backends interleaved, so that a busy spell of a "
+        "shared machine falls on all backends alike; latency = median over all runs",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--num-classes", type=int, default=19)
     parser.add_argument("--checkpoint", action="append", default=[], help="ARCH=PATH")
@@ -288,25 +306,21 @@ def main(argv: list[str] | None = None) -> int:
     results["command"] = " ".join(["python", "bench/inference.py", *(argv or sys.argv[1:])])
     rows = []
     for arch in args.archs:
-        model_dir = prepare(arch, work, checkpoints.get(arch), args.num_classes, args.calib_data)
+        # calibration images only for trained models: random-weight ones use synthetic images
+        calib_data = args.calib_data if arch in checkpoints else None
+        model_dir = prepare(arch, work, checkpoints.get(arch), args.num_classes, calib_data)
         if args.ort_profile:
             for size_text in args.sizes:
                 height, width = (int(v) for v in size_text.split("x"))
-                print(f"{arch} {size_text}, ORT fp32 operators:")
-                print(ort_op_profile(model_dir, (height, width), args.threads))
+                for name in ("model.onnx", "model.int8.onnx"):
+                    print(f"\n{arch} {size_text}, {name}, ORT operators:")
+                    print(ort_op_profile(model_dir / name, (height, width), args.threads))
             continue
         for size_text in args.sizes:
             height, width = (int(v) for v in size_text.split("x"))
-            case = {}
-            for backend in args.backends:
-                command = [sys.executable, __file__, "--threads", str(args.threads), "--case"]
-                command += [str(model_dir), backend, str(height), str(width), str(args.runs)]
-                output = subprocess.run(command, capture_output=True, text=True, check=False)
-                if output.returncode != 0:
-                    print(output.stderr[-2000:], file=sys.stderr)
-                    continue
-                case[backend] = json.loads(output.stdout.strip().splitlines()[-1])
-                print(arch, size_text, backend, case[backend]["median_s"], flush=True)
+            case = measure(model_dir, args.backends, (height, width), args.runs, args.rounds, args)
+            for backend, figures in case.items():
+                print(arch, size_text, backend, figures["round_medians_s"], flush=True)
             reference = np.load(case["ort_fp32"]["labels"]) if "ort_fp32" in case else None
             for figures in case.values():
                 labels = np.load(figures.pop("labels"))
@@ -322,6 +336,43 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def measure(
+    model_dir: Path,
+    backends: list[str],
+    size: tuple[int, int],
+    runs: int,
+    rounds: int,
+    args: argparse.Namespace,
+) -> dict[str, dict]:
+    """Every backend's figures at `size`: `rounds` subprocesses each, interleaved."""
+    collected: dict[str, list[dict]] = {}
+    for _ in range(rounds):
+        for backend in backends:
+            command = [sys.executable, __file__, "--threads", str(args.threads), "--case"]
+            command += [str(model_dir), backend, str(size[0]), str(size[1]), str(runs)]
+            output = subprocess.run(command, capture_output=True, text=True, check=False)
+            if output.returncode != 0:
+                print(f"{backend}: " + output.stderr.strip().splitlines()[-1], file=sys.stderr)
+                continue
+            collected.setdefault(backend, []).append(
+                json.loads(output.stdout.strip().splitlines()[-1])
+            )
+    case = {}
+    for backend, parts in collected.items():
+        times = [t for part in parts for t in part["times_s"]]
+        case[backend] = {
+            "median_s": statistics.median(times),
+            "min_s": min(times),
+            "runs": len(times),
+            "round_medians_s": [round(part["median_s"], 4) for part in parts],
+            "peak_rss_mb": max(part["peak_rss_mb"] for part in parts),
+            "labels": parts[-1]["labels"],
+        }
+        if "gpu_memory_mb" in parts[0]:
+            case[backend]["gpu_memory_mb"] = max(part["gpu_memory_mb"] for part in parts)
+    return case
+
+
 def gpu_cell(figures: dict) -> str:
     """`12.3 ms, 99.99%, 850 MB` for the GPU table."""
     agreement = figures.get("agreement_vs_ort_fp32")
@@ -332,7 +383,8 @@ def gpu_cell(figures: dict) -> str:
 
 
 def markdown(results: dict) -> str:
-    """The results table in Markdown."""
+    """The results table in Markdown; ratios of medians, with the ratio of minima (the
+    machine's undisturbed speed) in brackets."""
     lines = [
         "| arch | size | torch eager | torch bf16 | ORT fp32 | ORT int8 | ORT fp32 / torch "
         "| int8 / fp32 speed-up | int8 agreement* | ORT int8 per-tensor | peak RSS torch / "
@@ -347,8 +399,11 @@ def markdown(results: dict) -> str:
         def seconds(value: float | None) -> str:
             return f"{value:.3f} s" if value is not None else "-"
 
-        def ratio(a: float | None, b: float | None) -> str:
-            return f"{a / b:.2f}x" if a and b else "-"
+        def ratio(a: str, b: str, row: dict = row) -> str:
+            if a not in row or b not in row:
+                return "-"
+            medians = row[a]["median_s"] / row[b]["median_s"]
+            return f"{medians:.2f}x ({row[a]['min_s'] / row[b]['min_s']:.2f}x)"
 
         def rss(backend: str, row: dict = row) -> str:
             return f"{row[backend]['peak_rss_mb']:.0f}" if backend in row else "-"
@@ -357,8 +412,8 @@ def markdown(results: dict) -> str:
         lines.append(
             f"| {row['arch']} | {row['size']} | {seconds(median('torch'))} "
             f"| {seconds(median('torch_bf16'))} | {seconds(median('ort_fp32'))} "
-            f"| {seconds(median('ort_int8'))} | {ratio(median('torch'), median('ort_fp32'))} "
-            f"| {ratio(median('ort_fp32'), median('ort_int8'))} "
+            f"| {seconds(median('ort_int8'))} | {ratio('torch', 'ort_fp32')} "
+            f"| {ratio('ort_fp32', 'ort_int8')} "
             f"| {f'{agreement:.1%}' if agreement is not None else '-'} "
             f"| {seconds(median('ort_int8_pt'))} "
             f"| {rss('torch')} / {rss('ort_fp32')} / {rss('ort_int8')} MB |"
