@@ -152,3 +152,20 @@ def float_output_tail(model: onnx.ModelProto) -> list[str]:
         if source is not None and source.op_type in FLOAT_TAIL_OPS:
             pending.append(source)
     return list(tail)
+
+
+def shapes_before_dequantize(model: onnx.ModelProto) -> int:
+    """Point each `Shape` that reads a DequantizeLinear output at the quantised tensor instead
+    (same shape): otherwise a graph whose output size is read off the input dequantises the
+    whole input just for its shape. Dead dequantisations are dropped; returns the count."""
+    graph = model.graph
+    producer = {output: node for node in graph.node for output in node.output}
+    moved = 0
+    for node in graph.node:
+        source = producer.get(node.input[0]) if node.op_type == "Shape" else None
+        if source is not None and source.op_type == "DequantizeLinear":
+            node.input[0] = source.input[0]
+            moved += 1
+    if moved:
+        drop_dead_code(model)
+    return moved

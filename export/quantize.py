@@ -2,8 +2,9 @@
 
 Calibrated on normalised images (`export.images`); activations uint8, weights int8 per
 channel (the U8S8 layout onnxruntime's x86 kernels, VNNI included, are fastest with).
-Graph outputs stay float (the nodes writing them are not quantised) and hard-swish is
-rewritten into ops with uint8 kernels (`export.qdq_rewrite`).
+Graph outputs stay float (the nodes writing them are not quantised), hard-swish is
+rewritten into ops with uint8 kernels and shapes are read before dequantisation
+(`export.qdq_rewrite`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ from onnxruntime.quantization import (
 )
 
 from export.onnx_export import INPUT_NAME, MAX_IR_VERSION
-from export.qdq_rewrite import decompose_hardswish, float_output_tail, fold_hardswish_scales
+from export.qdq_rewrite import (
+    decompose_hardswish,
+    float_output_tail,
+    fold_hardswish_scales,
+    shapes_before_dequantize,
+)
 
 
 class ArrayReader(CalibrationDataReader):
@@ -51,12 +57,14 @@ class QuantizeReport:
     float_tail: list[str]  # nodes at the graph's outputs, left unquantised
     hardswish_rewritten: int
     hardswish_scales_folded: int
+    shapes_read_before_dequantize: int  # Shape ops moved off a DequantizeLinear
 
     def to_dict(self) -> dict[str, object]:
         return {
             "float_tail": self.float_tail,
             "hardswish_rewritten": self.hardswish_rewritten,
             "hardswish_scales_folded": self.hardswish_scales_folded,
+            "shapes_read_before_dequantize": self.shapes_read_before_dequantize,
         }
 
 
@@ -104,6 +112,7 @@ def quantize_int8(
         )
         model = onnx.load(str(quantized))
         folded = fold_hardswish_scales(model)
+        shapes = shapes_before_dequantize(model)
         model.ir_version = min(model.ir_version, MAX_IR_VERSION)
         onnx.save(model, str(out_path))
-    return QuantizeReport(out_path, float_tail, hardswish, folded)
+    return QuantizeReport(out_path, float_tail, hardswish, folded, shapes)

@@ -154,6 +154,10 @@ def test_int8_export_meets_gate_on_trained_model(arch: str, tmp_path: Path) -> N
     assert rewritten == (20 if arch == "lraspp_mbv3" else 0)  # MobileNetV3-Large's hard-swishes
     assert report["int8"]["hardswish_scales_folded"] == rewritten
     assert "HardSwish" not in {node.op_type for node in graph.graph.node}
+    shapes = [node for node in graph.graph.node if node.op_type == "Shape"]
+    assert report["int8"]["shapes_read_before_dequantize"] >= 1  # the input's, for the upsampling
+    read = [producer.get(n.input[0]) for n in shapes]
+    assert "DequantizeLinear" not in {node.op_type for node in read if node is not None}
     int8 = report["parity"]["int8"]
     assert int8["passed"] and int8["argmax_agreement"] >= 0.98
     assert int8["miou_images"] == 8 and int8["miou_fp32"] > 0.5  # really trained (3 classes)

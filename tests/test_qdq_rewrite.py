@@ -16,6 +16,7 @@ from export.qdq_rewrite import (
     decompose_hardswish,
     float_output_tail,
     fold_hardswish_scales,
+    shapes_before_dequantize,
 )
 from export.quantize import quantize_int8
 
@@ -164,6 +165,64 @@ def test_int8_tail_runs_in_float(tmp_path: Path) -> None:
     x = calibration(1)[0]
     reference = run(onnx.load(str(fp32)), x)
     assert np.abs(run(model, x) - reference).max() < 0.05 * np.abs(reference).max()
+
+
+def conv_upsample_to_input_size_model() -> onnx.ModelProto:
+    """input (any H x W) -> stride-2 Conv -> Resize to Shape(input)'s H x W -> out."""
+    rng = np.random.default_rng(5)
+    constants = {
+        "w": rng.normal(0, 1, (4, 4, 3, 3)).astype(np.float32),
+        "hw_start": np.array([2], np.int64),
+        "hw_end": np.array([4], np.int64),
+        "nc": np.array([1, 4], np.int64),
+    }
+    graph = helper.make_graph(
+        [
+            helper.make_node("Shape", [INPUT_NAME], ["shape"], "shape"),
+            helper.make_node("Slice", ["shape", "hw_start", "hw_end"], ["hw"], "hw"),
+            helper.make_node("Concat", ["nc", "hw"], ["sizes"], "sizes", axis=0),
+            helper.make_node(
+                "Conv", [INPUT_NAME, "w"], ["c"], "conv", pads=[1] * 4, strides=[2, 2]
+            ),
+            helper.make_node("Resize", ["c", "", "", "sizes"], ["out"], "up", mode="linear"),
+        ],
+        "g",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, 4, "h", "w"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, "h", "w"])],
+        [numpy_helper.from_array(value, name) for name, value in constants.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    return model
+
+
+def test_int8_reads_the_input_shape_without_dequantising_the_input(tmp_path: Path) -> None:
+    fp32 = tmp_path / "fp32.onnx"
+    onnx.save(conv_upsample_to_input_size_model(), str(fp32))
+    rng = np.random.default_rng(1)
+    images = [rng.normal(0, 1, (1, 4, 11, 13)).astype(np.float32) for _ in range(8)]  # odd size
+    report = quantize_int8(fp32, tmp_path / "int8.onnx", images)
+    assert report.shapes_read_before_dequantize == 1
+    model = onnx.load(str(report.path))
+    onnx.checker.check_model(model, full_check=True)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    (shape,) = [n for n in model.graph.node if n.op_type == "Shape"]
+    assert producer[shape.input[0]].op_type == "QuantizeLinear"
+    # the input's one dequantisation left is the conv's (none written for the Shape alone)
+    readers = {n.name: n.op_type for n in model.graph.node if n.input[0] == shape.input[0]}
+    assert sorted(readers.values()) == ["DequantizeLinear", "Shape"]
+    x = images[0]
+    reference = run(onnx.load(str(fp32)), x)
+    quantized = run(model, x)
+    assert quantized.shape == reference.shape == (1, 4, 11, 13)
+    assert np.abs(quantized - reference).max() < 0.05 * np.abs(reference).max()
+
+
+def test_shape_of_float_tensors_is_left_alone() -> None:
+    model = conv_upsample_to_input_size_model()
+    before = model.SerializeToString()
+    assert shapes_before_dequantize(model) == 0
+    assert model.SerializeToString() == before
 
 
 @pytest.mark.parametrize("count", [0, 1])
