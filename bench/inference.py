@@ -11,7 +11,9 @@ one, else on synthetic images) and then times every (arch, size, backend) case i
 subprocess, so that peak memory (VmHWM) belongs to that case alone; `--rounds` repeats each
 case, backends interleaved. Batch 1, latency = median of all `--rounds` x `--runs` timed runs
 (each process warms up first). Prints a Markdown table (for docs/benchmarks.md) and writes all
-figures as JSON.
+figures as JSON; `--render JSON` prints the tables of a saved run again. A second table gives
+each CPU backend's compute rate: the network's forward FLOPs (`FlopCounterMode` on the meta
+device, 2 per multiply-add) over its median latency.
 """
 
 from __future__ import annotations
@@ -248,6 +250,22 @@ def prepare(
     return model_dir
 
 
+def forward_gflop(arch: str, num_classes: int, size: tuple[int, int]) -> float:
+    """GFLOP of one batch-1 forward at `size` (convolutions and matmuls, 2 per multiply-add),
+    counted on the meta device: shapes only, nothing is computed."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from zoo.models import build_model
+
+    with torch.device("meta"):
+        model = build_model(arch, num_classes=num_classes).eval()
+        image = torch.empty(1, 3, *size)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(image)
+    return counter.get_total_flops() / 1e9
+
+
 def machine() -> dict:
     cpu = platform.processor()
     try:
@@ -287,8 +305,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ort-profile", action="store_true", help="per-operator ORT profile of each model"
     )
+    parser.add_argument("--render", metavar="JSON", help="print the tables of a saved --json run")
     parser.add_argument("--case", nargs=5, metavar=("DIR", "BACKEND", "H", "W", "RUNS"))
     args = parser.parse_args(argv)
+
+    if args.render:  # rows saved before FLOPs were counted get them (with --num-classes)
+        saved = json.loads(Path(args.render).read_text())
+        for row in saved["rows"]:
+            if "gflop" not in row:
+                size = tuple(int(v) for v in row["size"].split("x"))
+                row["gflop"] = forward_gflop(row["arch"], args.num_classes, size)
+        print(markdown(saved))
+        return 0
 
     if args.case:  # child process: one measurement
         model_dir, backend, height, width, runs = args.case
@@ -326,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
                 labels = np.load(figures.pop("labels"))
                 if reference is not None:
                     figures["agreement_vs_ort_fp32"] = float((labels == reference).mean())
-            rows.append({"arch": arch, "size": size_text, **case})
+            gflop = forward_gflop(arch, args.num_classes, (height, width))
+            rows.append({"arch": arch, "size": size_text, "gflop": gflop, **case})
     if args.ort_profile:
         return 0
     results["rows"] = rows
@@ -418,6 +447,18 @@ def markdown(results: dict) -> str:
             f"| {seconds(median('ort_int8_pt'))} "
             f"| {rss('torch')} / {rss('ort_fp32')} / {rss('ort_int8')} MB |"
         )
+    cpu = [b for b in ("torch", "torch_bf16", "ort_fp32") if any(b in r for r in results["rows"])]
+    if cpu and all("gflop" in row for row in results["rows"]):
+        lines += ["", "Compute rate: forward GFLOP / median latency (GFLOP/s)", ""]
+        lines.append("| arch | size | GFLOP | " + " | ".join(cpu) + " |")
+        lines.append("|---|---|---|" + "---|" * len(cpu))
+        for row in results["rows"]:
+            rates = [f"{row['gflop'] / row[b]['median_s']:.0f}" if b in row else "-" for b in cpu]
+            lines.append(
+                f"| {row['arch']} | {row['size']} | {row['gflop']:.1f} | "
+                + " | ".join(rates)
+                + " |"
+            )
     gpu = [b for b in GPU_BACKENDS if any(b in row for row in results["rows"])]
     if gpu:
         lines += ["", "GPU: median latency, argmax agreement with ORT fp32 on the CPU (if run),"]
