@@ -12,8 +12,8 @@ subprocess, so that peak memory (VmHWM) belongs to that case alone; `--rounds` r
 case, backends interleaved. Batch 1, latency = median of all `--rounds` x `--runs` timed runs
 (each process warms up first). Prints a Markdown table (for docs/benchmarks.md) and writes all
 figures as JSON; `--render JSON` prints the tables of a saved run again. A second table gives
-each CPU backend's compute rate: the network's forward FLOPs (`FlopCounterMode` on the meta
-device, 2 per multiply-add) over its median latency.
+each CPU backend's compute rate: the network's forward FLOPs (`flops.py`) over its median
+latency.
 """
 
 from __future__ import annotations
@@ -254,16 +254,13 @@ def forward_gflop(arch: str, num_classes: int, size: tuple[int, int]) -> float:
     """GFLOP of one batch-1 forward at `size` (convolutions and matmuls, 2 per multiply-add),
     counted on the meta device: shapes only, nothing is computed."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
+    from flops import forward_flops
 
     from zoo.models import build_model
 
     with torch.device("meta"):
         model = build_model(arch, num_classes=num_classes).eval()
-        image = torch.empty(1, 3, *size)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(image)
-    return counter.get_total_flops() / 1e9
+    return forward_flops(model, 1, *size) / 1e9
 
 
 def machine() -> dict:

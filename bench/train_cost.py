@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 import torchvision
-from torch.utils.flop_counter import FlopCounterMode
+from flops import forward_flops
 
 from training.losses import SegmentationObjective
 from training.recipes import Recipe, get_recipe, list_recipes
@@ -65,11 +65,7 @@ def training_flops(model: torch.nn.Module, height: int, width: int) -> int:
     its forward), which would inflate MobileNetV3 tenfold. The forward runs on a batch of 2
     (train-mode BatchNorm after global pooling needs more than one sample), halved.
     """
-    model.train()
-    image = torch.randn(2, 3, height, width, device="meta")
-    with FlopCounterMode(display=False) as counter:
-        model(image)
-    return 3 * counter.get_total_flops() // 2
+    return 3 * forward_flops(model.train(), 2, height, width) // 2
 
 
 def classifier_sample_flops(reference: Reference) -> int:
