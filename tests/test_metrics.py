@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from training.evaluate import _starts, predict_logits, slide_logits
+from training.evaluate import predict_logits, slide_logits
 from training.metrics import BoundaryMetrics, ConfusionMatrix, SegmentationMetrics, mask_boundary
+from zoo.preprocess import window_starts
 
 
 def test_confusion_matrix_hand_computed() -> None:
@@ -177,11 +178,11 @@ class _PixelNet(nn.Module):
 
 
 def test_window_starts_cover_the_image() -> None:
-    assert _starts(10, 20, 5) == [0]
-    assert _starts(100, 40, 26) == [0, 26, 52, 60]
+    assert window_starts(10, 20, 5) == [0]
+    assert window_starts(100, 40, 26) == [0, 26, 52, 60]
     for size, window, stride in ((97, 32, 21), (64, 32, 32), (33, 32, 21)):
         covered = set()
-        for s in _starts(size, window, stride):
+        for s in window_starts(size, window, stride):
             covered.update(range(s, min(s + window, size)))
         assert covered == set(range(size))
 

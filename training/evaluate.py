@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from training.metrics import SegmentationMetrics
 from zoo.config import file_sha256
+from zoo.preprocess import slide_stride, sliding_windows
 
 __all__ = [
     "evaluate",
@@ -45,39 +46,23 @@ def _out(model: nn.Module, images: Tensor) -> Tensor:
     return logits.float()
 
 
-def _starts(size: int, window: int, stride: int) -> list[int]:
-    """Window offsets covering [0, size): regular steps, the last one flush with the end."""
-    if size <= window:
-        return [0]
-    count = (size - window + stride - 1) // stride + 1
-    return sorted({min(i * stride, size - window) for i in range(count)})
-
-
 def slide_logits(
-    model: nn.Module, images: Tensor, window: tuple[int, int], stride: tuple[int, int]
+    model: nn.Module, images: Tensor, window: tuple[int, int], stride: tuple[int, int] | None = None
 ) -> Tensor:
-    """Logits of `images` (N, 3, H, W) from `window`-sized crops every `stride` px, averaged
-    where crops overlap (MMSegmentation's slide mode). Images smaller than the window are run
-    whole in that dimension."""
+    """Logits of `images` (N, 3, H, W) from `window`-sized crops every `stride` px (default
+    `zoo.preprocess.slide_stride`), averaged where crops overlap (MMSegmentation's slide mode).
+    The tiles are `zoo.preprocess.sliding_windows`, the ones `Segmenter` runs."""
     height, width = images.shape[-2:]
-    (wh, ww), (sh, sw) = window, stride
     total: Tensor | None = None
     count = images.new_zeros(1, 1, height, width)
-    for y in _starts(height, wh, sh):
-        for x in _starts(width, ww, sw):
-            crop = images[..., y : y + wh, x : x + ww]
-            logits = _out(model, crop)
-            if total is None:
-                total = logits.new_zeros(images.shape[0], logits.shape[1], height, width)
-            total[..., y : y + wh, x : x + ww] += logits
-            count[..., y : y + wh, x : x + ww] += 1
+    for rows, cols in sliding_windows(height, width, window, stride):
+        logits = _out(model, images[..., rows, cols])
+        if total is None:
+            total = logits.new_zeros(images.shape[0], logits.shape[1], height, width)
+        total[..., rows, cols] += logits
+        count[..., rows, cols] += 1
     assert total is not None
     return total / count
-
-
-def default_stride(window: tuple[int, int]) -> tuple[int, int]:
-    """Sliding-window stride when none is given: 2/3 of the window (1/3 overlap)."""
-    return (max(1, window[0] * 2 // 3), max(1, window[1] * 2 // 3))
 
 
 @torch.no_grad()
@@ -98,10 +83,9 @@ def predict_logits(
     elif mode == "slide":
         if window is None:
             raise ValueError("slide mode needs a window (the training crop size)")
-        step = stride or default_stride(window)
 
         def run(x: Tensor) -> Tensor:
-            return slide_logits(model, x, window, step)
+            return slide_logits(model, x, window, stride)
     else:
         raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
     logits = run(images)
@@ -259,7 +243,7 @@ def evaluate_checkpoint(
     window = tuple(recipe.get("crop_size") or config["input_size"])
     stride = tuple(recipe.get("eval_stride") or (0, 0))
     stride_arg = None if stride == (0, 0) else stride
-    used_stride = stride_arg or default_stride(window)  # type: ignore[arg-type]
+    used_stride = stride_arg or slide_stride(window)  # type: ignore[arg-type]
     mode = mode or recipe.get("eval_mode", "whole")
     metrics = evaluate(
         model,

@@ -234,6 +234,13 @@ def softmax(logits: np.ndarray, axis: int = 0) -> np.ndarray:
     return shifted
 
 
+def slide_stride(window: Sequence[int]) -> tuple[int, int]:
+    """The default sliding-window stride: ceil(2/3) of the window (windows overlap by at most a
+    third), in exact integer arithmetic. The one definition used by evaluation and the runtime:
+    (342, 683) for a 512x1024 window."""
+    return (max(1, -(-2 * int(window[0]) // 3)), max(1, -(-2 * int(window[1]) // 3)))
+
+
 def window_starts(length: int, window: int, stride: int) -> list[int]:
     """Start offsets of windows of `window` covering `length` (last one flush with the end)."""
     if length <= window:
@@ -243,15 +250,19 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
 
 
 def sliding_windows(
-    height: int, width: int, window: tuple[int, int], overlap: float = 1 / 3
+    height: int,
+    width: int,
+    window: Sequence[int],
+    stride: Sequence[int] | None = None,
 ) -> list[tuple[slice, slice]]:
-    """(rows, cols) slices of `window`-sized tiles covering an image, overlapping by `overlap`.
-
-    Tiles are clipped to the image where it is smaller than the window.
-    """
-    win_h, win_w = min(window[0], height), min(window[1], width)
-    stride_h = max(1, math.ceil(win_h * (1 - overlap)))
-    stride_w = max(1, math.ceil(win_w * (1 - overlap)))
+    """(rows, cols) slices of `window`-sized tiles covering an image, every `stride` px
+    (default `slide_stride(window)`), the last tile of a row or column flush with the edge
+    (MMSegmentation's slide mode). Tiles are clipped to the image where it is smaller than
+    the window. Shared by `training.evaluate` and `Segmenter`, so both run the same tiles."""
+    stride_h, stride_w = stride if stride is not None else slide_stride(window)
+    if min(stride_h, stride_w) < 1:
+        raise ValueError(f"sliding-window stride must be positive, got {tuple(stride)}")
+    win_h, win_w = min(int(window[0]), height), min(int(window[1]), width)
     return [
         (slice(y, y + win_h), slice(x, x + win_w))
         for y in window_starts(height, win_h, stride_h)
