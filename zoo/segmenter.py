@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_SIDE: Final = 1024
 MODES: Final = ("whole", "slide")
-SLIDE_OVERLAP: Final = 1 / 3
 
 
 class _Auto:
@@ -196,9 +195,7 @@ class Segmenter:
 
     def _slide(self, rgb: np.ndarray, batch_size: int) -> np.ndarray:
         height, width = rgb.shape[:2]
-        windows = preprocess.sliding_windows(
-            height, width, tuple(self.config.input_size), SLIDE_OVERLAP
-        )
+        windows = preprocess.sliding_windows(height, width, self.config.input_size)
         total = np.zeros((self.num_classes, height, width), np.float32)
         count = np.zeros((height, width), np.float32)
         for start in range(0, len(windows), batch_size):
