@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from zoo.preprocess import normalize, read_image, resize_rgb
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 IMAGE_DIRS = ("images", "image", "img", "leftImg8bit")
 LABEL_DIRS = ("labels", "label", "masks", "gtFine", "annotations")
@@ -52,13 +54,6 @@ def _split_layout(folder: Path) -> tuple[Path, Path | None]:
     return folder, None
 
 
-def normalise(rgb: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """H x W x 3 uint8 -> 1 x 3 x H x W float32 `(x / 255 - mean) / std`."""
-    x = rgb.astype(np.float32) / 255.0
-    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
-
-
 def load_calibration_set(
     folder: str | Path,
     size: tuple[int, int],
@@ -86,12 +81,7 @@ def load_calibration_set(
     height, width = size
     images, labels = [], []
     for path in paths:
-        try:
-            with Image.open(path) as image:
-                rgb = np.asarray(image.convert("RGB").resize((width, height), Image.BILINEAR))
-        except OSError as error:
-            raise ValueError(f"{path}: cannot read calibration image: {error}") from None
-        images.append(normalise(rgb, mean, std))
+        images.append(normalize(resize_rgb(read_image(path), size), mean, std))
         if label_dir is not None:
             label_path = _label_for(path, image_dir, label_dir)
             if label_path is None:
@@ -143,5 +133,5 @@ def synthetic_images(
             y1 = min(height, y0 + rng.integers(height // 8 + 1, height // 2 + 2))
             x1 = min(width, x0 + rng.integers(width // 8 + 1, width // 2 + 2))
             field[y0:y1, x0:x1] = rng.integers(0, 256, size=channels)
-        out.append(normalise(field, mean, std))
+        out.append(normalize(field, mean, std))
     return np.concatenate(out)

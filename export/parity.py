@@ -15,6 +15,7 @@ from torch import nn
 
 from export.images import CalibrationSet, synthetic_images
 from export.onnx_export import INPUT_NAME, LOGITS_NAME
+from training.metrics import ConfusionMatrix
 
 # batch 1 at a moderate size, an odd size (not a multiple of 8/32), and batch 2
 DEFAULT_SHAPES: tuple[tuple[int, int, int, int], ...] = (
@@ -212,15 +213,8 @@ def int8_parity(
 def mean_iou(
     predictions: list[np.ndarray], labels: list[np.ndarray], num_classes: int, ignore_index: int
 ) -> float:
-    """mIoU over classes present in labels or predictions (confusion matrix by bincount)."""
-    confusion = np.zeros((num_classes, num_classes), np.int64)
+    """mIoU by the training metric's confusion matrix (`training.metrics.ConfusionMatrix`)."""
+    matrix = ConfusionMatrix(num_classes, ignore_index)
     for prediction, label in zip(predictions, labels, strict=True):
-        label = label.reshape(-1)
-        prediction = prediction.reshape(-1)
-        valid = (label != ignore_index) & (label >= 0) & (label < num_classes)
-        index = label[valid] * num_classes + prediction[valid]
-        confusion += np.bincount(index, minlength=num_classes**2).reshape(confusion.shape)
-    intersection = np.diag(confusion)
-    union = confusion.sum(0) + confusion.sum(1) - intersection
-    present = union > 0
-    return float((intersection[present] / union[present]).mean()) if present.any() else 0.0
+        matrix.update(torch.from_numpy(np.asarray(prediction)), torch.from_numpy(np.asarray(label)))
+    return float(matrix.compute()["mIoU"])

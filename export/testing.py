@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.images import normalise, synthetic_images
+from export.images import synthetic_images
 from zoo.config import ModelConfig
 from zoo.models import build_model
+from zoo.preprocess import normalize
 
 
 @torch.no_grad()
@@ -114,7 +115,7 @@ def trained_checkpoint(
     config = small_config(arch, num_classes)
     model = build_model(arch, num_classes)
     images, labels = pattern_images(16, (96, 96), num_classes, seed=seed)
-    x = torch.from_numpy(np.concatenate([normalise(i, config.mean, config.std) for i in images]))
+    x = torch.from_numpy(np.concatenate([normalize(i, config.mean, config.std) for i in images]))
     y = torch.from_numpy(np.stack(labels))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()

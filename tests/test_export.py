@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from export import CheckpointError, ParityError, ParityGates, check_onnx_file, export_model
 from export.checkpoint import load_checkpoint
 from export.cli import main as cli_main
-from export.images import load_calibration_set, normalise, synthetic_images
+from export.images import load_calibration_set, synthetic_images
 from export.testing import (
     pattern_images,
     random_checkpoint,
@@ -273,11 +273,13 @@ def test_cli(lraspp_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert cli_main([str(lraspp_checkpoint), "--out", str(tmp_path / "y"), "--int8"]) == 1
 
 
-def test_normalise_matches_config() -> None:
+def test_calibration_images_are_normalised_with_the_config(tmp_path: Path) -> None:
     config = small_config("lraspp_mbv3")
-    image = np.full((2, 2, 3), 255, np.uint8)
-    expected = (1 - np.asarray(config.mean)) / np.asarray(config.std)
-    assert np.allclose(normalise(image, config.mean, config.std)[0, :, 0, 0], expected)
+    Image.fromarray(np.full((4, 6, 3), (255, 0, 51), np.uint8)).save(tmp_path / "a.png")
+    (image,) = load_calibration_set(tmp_path, (4, 6), config.mean, config.std).images
+    expected = (np.array([1.0, 0.0, 0.2]) - np.asarray(config.mean)) / np.asarray(config.std)
+    assert image.shape == (1, 3, 4, 6)
+    assert np.allclose(image[0, :, 2, 3], expected, atol=1e-6)
 
 
 def test_calibration_labels_in_cityscapes_layout(tmp_path: Path) -> None:

@@ -131,13 +131,14 @@ def resize_rgb(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def normalize(
     images: Sequence[np.ndarray] | np.ndarray, mean: Sequence[float], std: Sequence[float]
 ) -> np.ndarray:
-    """RGB uint8 HxWx3 image(s) of one size -> float32 NCHW, `(x / 255 - mean) / std`."""
+    """RGB uint8 HxWx3 image(s) of one size -> float32 NCHW, `(x / 255 - mean) / std`: the
+    arithmetic of torchvision's `ToDtype(scale=True)` + `Normalize` used in training, so every
+    stage (training, evaluation, export, runtime) feeds the network the same floats."""
     batch = np.stack(images) if not isinstance(images, np.ndarray) else images
     if batch.ndim == 3:
         batch = batch[None]
-    scale = np.asarray(std, np.float32) * 255.0
-    offset = np.asarray(mean, np.float32) * 255.0
-    out = (batch.astype(np.float32) - offset) / scale
+    out = batch.astype(np.float32) / 255.0
+    out = (out - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 

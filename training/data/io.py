@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from training.data.layouts import DatasetFileError
+from zoo import preprocess
 from zoo.config import write_bytes_atomic
 
 
@@ -22,8 +23,12 @@ def _open(path: Path, kind: str) -> Image.Image:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """An image file as an RGB uint8 array (H, W, 3)."""
-    return np.asarray(_open(Path(path), "image").convert("RGB"))
+    """An image file as an RGB uint8 array (H, W, 3): `zoo.preprocess.read_image`, the
+    runtime's reader (EXIF orientation, every mode), so training sees what inference sees."""
+    try:
+        return preprocess.read_image(path)
+    except (OSError, ValueError) as error:
+        raise DatasetFileError(str(error)) from error
 
 
 def read_label(path: str | Path) -> np.ndarray:
