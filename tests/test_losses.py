@@ -51,6 +51,7 @@ def exact_boundary(target: torch.Tensor, c: int, k: int, mode: str) -> torch.Ten
     scale = math.lcm(*(f.denominator for row in kernel_fractions(k) for f in row))
     kint = torch.tensor([[float(f * scale) for f in row] for row in kernel_fractions(k)])
     bnd = dense_grad(onehot(target, c), k, torch.stack([kint, kint.t()])) != 0
+    bnd &= (target != IGN)[:, None, None]  # no entry centred on an ignored pixel
     if mode == "exclude":
         r = k // 2
         ign = F.pad((target == IGN)[:, None].double(), (r, r, r, r), mode="replicate")
@@ -287,3 +288,73 @@ def test_segmentation_objective():
     assert terms["total"] == pytest.approx(total.item())
     total.backward()
     assert out.grad is not None and aux.grad is not None
+
+
+# The published kernels, written out as integers over a common scale (K(i, j) = j / (i^2 + j^2)),
+# so that the reference's boundary test ``!= 0`` is exact here (see the module docstring).
+PUBLISHED_X_KERNELS = {
+    3: ([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], 2),
+    5: (
+        [
+            [-5, -4, 0, 4, 5],
+            [-8, -10, 0, 10, 8],
+            [-10, -20, 0, 20, 10],
+            [-8, -10, 0, 10, 8],
+            [-5, -4, 0, 4, 5],
+        ],
+        20,
+    ),
+    7: (  # 780 * [j / (i^2 + j^2)]
+        [
+            [-130, -120, -78, 0, 78, 120, 130],
+            [-180, -195, -156, 0, 156, 195, 180],
+            [-234, -312, -390, 0, 390, 312, 234],
+            [-260, -390, -780, 0, 780, 390, 260],
+            [-234, -312, -390, 0, 390, 312, 234],
+            [-180, -195, -156, 0, 156, 195, 180],
+            [-130, -120, -78, 0, 78, 120, 130],
+        ],
+        780,
+    ),
+}
+
+
+def published_reference_cpg(logits: torch.Tensor, label: torch.Tensor, k: int) -> torch.Tensor:
+    """The authors' CPG loss with ignore regions, densely in float64 with plain conv2d.
+
+    valid = label != ignore; gt = one_hot(label * valid) * valid; both gradients by a
+    replicate-padded conv with the (x, y) kernels; entries where ``gt_grad * valid != 0``;
+    mean squared difference.  Only the boundary test uses the integer kernel (exact zero).
+    """
+    b, c, h, w = logits.shape
+    kx_int, scale = PUBLISHED_X_KERNELS[k]
+    kx_int = torch.tensor(kx_int, dtype=torch.float64)
+    weight_int = torch.stack([kx_int, kx_int.t()])[:, None]  # (2, 1, k, k)
+
+    def sobel(t: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        flat = F.pad(t.reshape(b * c, 1, h, w), (k // 2,) * 4, mode="replicate")
+        return F.conv2d(flat, weight).view(b, c, 2, h, w)
+
+    valid = label != IGN
+    gt = F.one_hot(label.long() * valid, c).double().permute(0, 3, 1, 2) * valid[:, None]
+    gt_grad_int = sobel(gt, weight_int)
+    pred_grad = sobel(torch.softmax(logits.double(), 1), weight_int / scale)
+    edge_gt_valid = (gt_grad_int * valid[:, None, None]) != 0
+    return (gt_grad_int / scale - pred_grad)[edge_gt_valid].square().mean()
+
+
+@pytest.mark.parametrize("k", [3, 5, 7])
+@pytest.mark.parametrize(("c", "b", "h", "w"), [(2, 2, 13, 15), (6, 2, 14, 19)])
+def test_reference_mode_matches_published_formula_with_ignored_pixels(
+    k: int, c: int, b: int, h: int, w: int
+):
+    """ignore_mode="reference" drops entries centred on ignored pixels, as the authors' code."""
+    target = blocky(b, h, w, c, seed=31 * k + c, ignore=True)
+    assert (target == IGN).sum() >= 15  # ignored regions are present
+    logits = (3 * torch.randn(b, c, h, w, dtype=torch.float64)).requires_grad_()
+    want = published_reference_cpg(logits, target, k)
+    (want_grad,) = torch.autograd.grad(want, logits)
+    got = CPGLoss(k, IGN, "reference")(logits, target)
+    (got_grad,) = torch.autograd.grad(got, logits)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=0)
+    torch.testing.assert_close(got_grad, want_grad, rtol=1e-9, atol=1e-14)

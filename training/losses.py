@@ -19,8 +19,9 @@ Differences from the authors' reference code (all deliberate):
 * **Ignored pixels.**  The reference gives an ignored pixel an all-zero one-hot, which
   creates false edges around every ignored region.  The default ``ignore_mode="exclude"``
   leaves out every entry whose k x k window (under replicate padding) contains an ignored
-  pixel; ``ignore_mode="reference"`` reproduces the reference (zero one-hot in ``G``, ``P``
-  unchanged) for comparisons.
+  pixel; ``ignore_mode="reference"`` reproduces the reference for comparisons: zero one-hot
+  in ``G``, ``P`` unchanged, and no entry centred on an ignored pixel (the reference's
+  ``(grad_G * valid) != 0``), so only the false edges around ignored regions remain.
 * **No boundary entry** in the batch gives 0 (with a valid graph), not NaN.
 
 Implementation: ``grad_G`` is non-zero only on a thin band around label edges and only for
@@ -271,6 +272,15 @@ def _zeros_like(x: Tensor) -> Tensor:
     )
 
 
+def _invalid_pixels(lab: Tensor, num_classes: int, k: int, exclude: bool) -> Tensor:
+    """(B, H, W) bool: pixels that hold no boundary entry.
+
+    Ignored pixels themselves (the reference's ``gt_grad * valid``), and with ``exclude`` every
+    pixel whose replicate-clamped k x k window contains an ignored pixel."""
+    invalid = lab == num_classes
+    return _window_reduce(invalid, k, torch.logical_or) if exclude else invalid
+
+
 def _label_jobs(lab: Tensor, num_classes: int, k: int, exclude: bool) -> _Jobs:
     """Exact grad_G from integer labels ``lab`` (B, H, W) (ignored = ``num_classes``)."""
     b, h, w = lab.shape
@@ -278,10 +288,7 @@ def _label_jobs(lab: Tensor, num_classes: int, k: int, exclude: bool) -> _Jobs:
     tl = _Tiling(b, h, w, _tile_size(k), r, lab.device)
     _, scale = _integer_kernels(k)
     cols = _columns(k, scale)
-    # entries can only sit at in-image positions, and (exclude) away from ignored windows
-    invalid = lab == num_classes if exclude else torch.zeros_like(lab, dtype=torch.bool)
-    if exclude:
-        invalid = _window_reduce(invalid, k, torch.logical_or)
+    invalid = _invalid_pixels(lab, num_classes, k, exclude)
     invalid = tl.tiles(invalid, fill=True)
     patches = tl.patches(lab)
     tiles = (patches.amax((3, 4)) != patches.amin((3, 4))).flatten().nonzero().squeeze(1)
