@@ -9,7 +9,14 @@ import torch
 from torch import nn
 
 from training.evaluate import predict_logits, slide_logits
-from training.metrics import BoundaryMetrics, ConfusionMatrix, SegmentationMetrics, mask_boundary
+from training.metrics import (
+    BoundaryMetrics,
+    ConfusionMatrix,
+    SegmentationMetrics,
+    cheng_tolerance,
+    mask_boundary,
+    parse_boundary_tolerance,
+)
 from zoo.preprocess import window_starts
 
 
@@ -113,8 +120,11 @@ def test_boundary_ignores_edges_next_to_ignored_pixels() -> None:
     assert int(counts[2, 1]) == 2 * 8 + 18
 
 
-def _naive_boundary_counts(pred: torch.Tensor, target: torch.Tensor, classes: int, t: int):
-    """The documented definitions, pixel by pixel (slow; small maps only)."""
+def _naive_boundary_counts(
+    pred: torch.Tensor, target: torch.Tensor, classes: int, t: int, border: bool = False
+):
+    """The documented definitions, pixel by pixel (slow; small maps only). `border`: the
+    image border is a contour (Cheng et al.)."""
     height, width = target.shape
     p, g = pred.tolist(), target.tolist()
 
@@ -124,7 +134,8 @@ def _naive_boundary_counts(pred: torch.Tensor, target: torch.Tensor, classes: in
                 yield yy, xx
 
     def band(lab: list, y: int, x: int, r: int) -> bool:
-        return any(lab[yy][xx] != lab[y][x] for yy, xx in near(y, x, r))
+        at_border = min(y, x, height - 1 - y, width - 1 - x) < r
+        return (border and at_border) or any(lab[yy][xx] != lab[y][x] for yy, xx in near(y, x, r))
 
     valid = [[all(g[yy][xx] != 255 for yy, xx in near(y, x, max(t, 1))) for x in range(width)]
              for y in range(height)]  # fmt: skip
@@ -163,6 +174,89 @@ def test_boundary_counts_match_the_definition(tolerance: int) -> None:
         metric = BoundaryMetrics(4, tolerance)
         metric.update(pred, target)
         assert torch.equal(metric.counts, _naive_boundary_counts(pred, target, 4, tolerance))
+
+
+def _cheng_mask_to_boundary(mask: list[list[bool]], dilation: int) -> set[tuple[int, int]]:
+    """Cheng et al.'s reference `mask_to_boundary` (boundary_iou_api), without OpenCV: pad
+    1 px of 0, erode `dilation` times with a 3x3 kernel (outside the padded image does not
+    erode), crop, and keep mask pixels that the erosion removed."""
+    height, width = len(mask), len(mask[0])
+    cur = [[False] * (width + 2)] + [[False, *row, False] for row in mask]
+    cur += [[False] * (width + 2)]
+    for _ in range(dilation):
+        cur = [
+            [
+                all(
+                    cur[yy][xx]
+                    for yy in range(max(0, y - 1), min(height + 2, y + 2))
+                    for xx in range(max(0, x - 1), min(width + 2, x + 2))
+                )
+                for x in range(width + 2)
+            ]
+            for y in range(height + 2)
+        ]
+    return {
+        (y, x) for y in range(height) for x in range(width) if mask[y][x] and not cur[y + 1][x + 1]
+    }
+
+
+def _random_blocks(height: int, width: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    blocks = torch.randint(0, 3, (height // 6 + 1, width // 6 + 1), generator=generator)
+    target = blocks.repeat_interleave(6, 0).repeat_interleave(6, 1)[:height, :width].contiguous()
+    pred = torch.roll(target, (1, 2), (0, 1))
+    pred[torch.rand(pred.shape, generator=generator) < 0.05] = 1
+    return pred, target
+
+
+@pytest.mark.parametrize(("height", "width", "dilation"), [(12, 16, 1), (48, 64, 2), (90, 120, 3)])
+def test_cheng_boundary_iou_matches_the_reference_definition(
+    height: int, width: int, dilation: int
+) -> None:
+    """Boundary IoU with tolerance="cheng" equals Cheng et al.'s mask_to_boundary bands
+    (d = round(0.02 x diagonal): 0.4 -> 1, 1.6 -> 2, 3.0 -> 3 px; border is a contour)."""
+    assert cheng_tolerance(height, width) == dilation
+    pred, target = _random_blocks(height, width, seed=height)
+    metric = BoundaryMetrics(3, "cheng")
+    metric.update(pred, target)
+    for c in range(3):
+        g_d = _cheng_mask_to_boundary((target == c).tolist(), dilation)
+        p_d = _cheng_mask_to_boundary((pred == c).tolist(), dilation)
+        assert int(metric.counts[4, c]) == len(g_d & p_d)
+        assert int(metric.counts[5, c]) == len(g_d | p_d)
+    result = metric.compute()
+    assert result["boundary_definition"] == "cheng"
+    assert result["boundary_tolerance_px"] == dilation
+
+
+def test_cheng_counts_match_the_definition_with_ignore() -> None:
+    pred, target = _random_blocks(48, 64, seed=5)
+    target[20:26, 30:40] = 255
+    metric = BoundaryMetrics(3, "cheng")
+    metric.update(pred, target)
+    assert torch.equal(metric.counts, _naive_boundary_counts(pred, target, 3, 2, border=True))
+
+
+def test_cheng_counts_the_image_border() -> None:
+    """One class filling a 10x10 image: no contour in the inner definition; with Cheng's,
+    the border ring of width 1 (d = round(0.02 x 14.1) -> 1) is its boundary."""
+    full = torch.zeros(10, 10, dtype=torch.long)
+    inner = BoundaryMetrics(1, 1)
+    inner.update(full, full)
+    assert inner.counts.sum() == 0
+    cheng = BoundaryMetrics(1, "cheng")
+    cheng.update(full, full)
+    assert cheng.counts[:, 0].tolist() == [36, 36, 36, 36, 36, 36]
+
+
+def test_parse_boundary_tolerance() -> None:
+    assert parse_boundary_tolerance("5") == 5
+    assert parse_boundary_tolerance("Cheng") == "cheng"
+    for bad in ("-1", "3px", ""):
+        with pytest.raises(ValueError, match="pixels"):
+            parse_boundary_tolerance(bad)
+    with pytest.raises(ValueError, match="tolerance"):
+        BoundaryMetrics(2, "wide")
 
 
 class _PixelNet(nn.Module):

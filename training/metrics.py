@@ -3,7 +3,8 @@
 * `ConfusionMatrix`: mIoU, per-class IoU, pixel accuracy, mean class accuracy (torch.bincount,
   like torchvision's references/segmentation).
 * `BoundaryMetrics`: per-class boundary F-score (Gated-SCNN / DAVIS style) and Boundary IoU
-  (Cheng et al., CVPR 2021), with a tolerance of `tolerance` pixels.
+  (Cheng et al., CVPR 2021), with a tolerance of `tolerance` pixels, or with Cheng et al.'s own
+  definition (`tolerance="cheng"`).
 
 Boundary definitions (documented in docs/experiments.md too):
 
@@ -22,6 +23,10 @@ Boundary definitions (documented in docs/experiments.md too):
   intersection and union summed over the dataset.
 * Ignore: pixels labelled `ignore_index` and every pixel within `tolerance` px of one are left
   out of all boundary counts, so ignored regions neither create nor hide boundaries.
+* `tolerance="cheng"`: the definition of Cheng et al.'s reference code (boundary_iou_api,
+  `mask_to_boundary`): d = max(1, round(0.02 x image diagonal)) px per image, and the image
+  border counts as a contour (the mask is padded with 1 px of background before its erosion).
+  The border counts for the 1-px boundaries of boundary F too; ignore is handled as above.
 """
 
 from __future__ import annotations
@@ -33,7 +38,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["BoundaryMetrics", "ConfusionMatrix", "SegmentationMetrics", "mask_boundary"]
+__all__ = [
+    "CHENG",
+    "BoundaryMetrics",
+    "ConfusionMatrix",
+    "SegmentationMetrics",
+    "cheng_tolerance",
+    "mask_boundary",
+    "parse_boundary_tolerance",
+]
+
+# `tolerance` value selecting Cheng et al.'s Boundary IoU definition (see the module docstring).
+CHENG = "cheng"
+CHENG_DIAGONAL_RATIO = 0.02
 
 
 def _all_reduce_sum(tensor: Tensor) -> None:
@@ -117,11 +134,35 @@ def _max_filter(x: Tensor, radius: int) -> Tensor:
     return F.max_pool2d(y, (k, 1), stride=1, padding=(radius, 0))[:, 0]
 
 
-def _label_band(labels: Tensor, radius: int) -> Tensor:
+def _label_band(labels: Tensor, radius: int, border: bool = False) -> Tensor:
     """Pixels with a different label within `radius` px (Chebyshev): for each pixel, the
-    band of its own class's mask along the contour. The image border is not a contour."""
+    band of its own class's mask along the contour. The image border is a contour only when
+    `border` (the labels are padded with 1 px of a label no pixel has)."""
     x = labels.float()
-    return _max_filter(x, radius) != -_max_filter(-x, radius)
+    if border:
+        x = F.pad(x, (1, 1, 1, 1), value=-1.0)  # labels are >= 0: -1 differs from all
+    band = _max_filter(x, radius) != -_max_filter(-x, radius)
+    return band[..., 1:-1, 1:-1] if border else band
+
+
+def cheng_tolerance(height: int, width: int, ratio: float = CHENG_DIAGONAL_RATIO) -> int:
+    """Cheng et al.'s boundary width: max(1, round(ratio x image diagonal)) px."""
+    return max(1, round(ratio * math.hypot(height, width)))
+
+
+def parse_boundary_tolerance(text: str) -> int | str:
+    """A boundary tolerance from the command line: pixels (int >= 0) or "cheng"."""
+    if text.strip().lower() == CHENG:
+        return CHENG
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(
+            f"boundary tolerance must be a number of pixels (>= 0) or {CHENG!r}, got {text!r}"
+        )
+    return value
 
 
 def mask_boundary(mask: Tensor) -> Tensor:
@@ -132,7 +173,9 @@ def mask_boundary(mask: Tensor) -> Tensor:
 
 
 class BoundaryMetrics:
-    """Per-class boundary F-score and Boundary IoU counts at a pixel tolerance.
+    """Per-class boundary F-score and Boundary IoU counts at a pixel tolerance (an int), or
+    with Cheng et al.'s definition (`tolerance="cheng"`: 2% of each image's diagonal, image
+    border counted as a contour).
 
     `counts` rows: predicted boundary px, matched predicted px, ground-truth boundary px,
     matched ground-truth px, Boundary-IoU intersection, Boundary-IoU union.
@@ -143,12 +186,19 @@ class BoundaryMetrics:
     """
 
     def __init__(
-        self, num_classes: int, tolerance: int = 3, ignore_index: int = 255, device: Any = None
+        self,
+        num_classes: int,
+        tolerance: int | str = 3,
+        ignore_index: int = 255,
+        device: Any = None,
     ) -> None:
-        if tolerance < 0:
-            raise ValueError(f"boundary tolerance must be >= 0 px, got {tolerance}")
+        if tolerance != CHENG and (not isinstance(tolerance, int) or tolerance < 0):
+            raise ValueError(
+                f"boundary tolerance must be an int >= 0 (px) or {CHENG!r}, got {tolerance!r}"
+            )
         self.num_classes = num_classes
         self.tolerance = tolerance
+        self.tolerances_used: set[int] = set()
         self.ignore_index = ignore_index
         self.counts = torch.zeros(6, num_classes, dtype=torch.int64, device=device)
 
@@ -175,21 +225,23 @@ class BoundaryMetrics:
         device = self.counts.device
         pred = pred.to(device).long()
         target = target.to(device).long()
-        t = self.tolerance
+        cheng = self.tolerance == CHENG
+        t = cheng_tolerance(*target.shape[-2:]) if cheng else int(self.tolerance)
+        self.tolerances_used.add(t)
         ignore = (target == self.ignore_index).float()
         valid = _max_filter(ignore, max(t, 1)) == 0  # farther than t (>= 1) px from ignore
         valid &= (pred >= 0) & (pred < self.num_classes)
         # 1-px boundaries, labelled with their class (-1 elsewhere; -2 for prediction).
-        gb = _label_band(target, 1) & valid
-        pb = _label_band(pred, 1) & valid
+        gb = _label_band(target, 1, cheng) & valid
+        pb = _label_band(pred, 1, cheng) & valid
         g_lab = torch.where(gb, target, -1)
         p_lab = torch.where(pb, pred, -2)
         p_hit = self._matched(p_lab, g_lab, t)
         g_hit = self._matched(g_lab, p_lab, t)
         # Boundary IoU bands: mask pixels within max(t, 1) px of their mask's contour.
         radius = max(t, 1)
-        gd = _label_band(target, radius) & valid
-        pd = _label_band(pred, radius) & valid
+        gd = _label_band(target, radius, cheng) & valid
+        pd = _label_band(pred, radius, cheng) & valid
         inter = self._count(target, gd & pd & (target == pred))
         rows = [
             self._count(pred, pb),
@@ -224,8 +276,17 @@ class BoundaryMetrics:
             "boundary_recall": _nanmean(recall),
             "mBIoU": _nanmean(biou),
             "per_class_biou": _nan_to_none(biou.tolist()),
-            "boundary_tolerance_px": self.tolerance,
+            "boundary_definition": CHENG if self.tolerance == CHENG else "inner",
+            "boundary_tolerance_px": self._tolerance_px(),
         }
+
+    def _tolerance_px(self) -> int | list[int] | None:
+        """The tolerance in px: fixed, or (Cheng) the one of this process's images (a sorted
+        list when they differ in size; None before any update)."""
+        if self.tolerance != CHENG:
+            return int(self.tolerance)
+        used = sorted(self.tolerances_used)
+        return used[0] if len(used) == 1 else (used or None)
 
 
 class SegmentationMetrics:
@@ -235,9 +296,11 @@ class SegmentationMetrics:
         self,
         num_classes: int,
         ignore_index: int = 255,
-        boundary_tolerance: int | None = 3,
+        boundary_tolerance: int | str | None = 3,
         device: Any = None,
     ) -> None:
+        """`boundary_tolerance`: px, "cheng" (Cheng et al.'s definition) or None (no boundary
+        metrics)."""
         self.confusion = ConfusionMatrix(num_classes, ignore_index, device)
         self.boundary = (
             None
