@@ -24,6 +24,16 @@ def _fail(prog: str, message: str) -> int:
     return 2
 
 
+def _boundary_tolerance(text: str) -> int | str:
+    """argparse type of --boundary-tolerance: px (int >= 0) or "cheng"."""
+    from training.metrics import parse_boundary_tolerance
+
+    try:
+        return parse_boundary_tolerance(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def train_main(argv: list[str]) -> int:
     """`zoo train RECIPE --data-root DIR --out DIR [key=value ...]`."""
     from training.recipes import apply_overrides, get_recipe, list_recipes
@@ -105,7 +115,13 @@ def eval_main(argv: list[str]) -> int:
     parser.add_argument("--out", default=None, help="write results here (eval.json)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
-    parser.add_argument("--boundary-tolerance", type=int, default=3, help="px (default 3)")
+    parser.add_argument(
+        "--boundary-tolerance",
+        type=_boundary_tolerance,
+        default=3,
+        help="boundary F / Boundary IoU tolerance in px (default 3), or 'cheng': Cheng et "
+        "al.'s Boundary IoU definition (2%% of the image diagonal, image border a contour)",
+    )
     parser.add_argument("--max-images", type=int, default=0, help="0 = the whole split")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-progress", action="store_true")
