@@ -187,7 +187,7 @@ def test_size_mismatch_and_bad_train_ids(tmp_path: Path) -> None:
     with pytest.raises(DatasetFileError, match=r"values \[40\]"):
         dataset[0]
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(label_path)
-    with pytest.raises(DatasetFileError, match="is 48x32 but its label"):
+    with pytest.raises(DatasetFileError, match="is 48x32 but its mask"):
         dataset[0]
 
 

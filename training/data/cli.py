@@ -1,4 +1,4 @@
-"""`zoo data ...`: prepare a dataset's labels, or generate SynthCity."""
+"""`zoo data ...`: check a dataset, prepare a benchmark's labels, or generate SynthCity."""
 
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ from training.data.layouts import LAYOUTS, DatasetFileError, DatasetLayoutError
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zoo data", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+
+    check = commands.add_parser(
+        "check",
+        help="validate a folder dataset (dataset.json, images/, masks/) and summarise it",
+    )
+    check.add_argument("root", help="dataset folder holding dataset.json")
 
     prepare = commands.add_parser(
         "prepare", help="convert raw labels to train-id PNGs once (safe to run again)"
@@ -36,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run `zoo data` with `argv` (the arguments after "data"); returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        if args.command == "prepare":
+        if args.command == "check":
+            _check(args.root)
+        elif args.command == "prepare":
             from training.data.prepare import prepare_dataset
 
             stats = prepare_dataset(args.dataset, args.root, workers=args.workers)
@@ -56,9 +64,19 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"SynthCity written to {root} (use it as dataset 'synthcity')")
     except (DatasetLayoutError, DatasetFileError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"zoo data {args.command}: error: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _check(root: str) -> None:
+    from tqdm import tqdm
+
+    from training.data.folder import check_folder_dataset, format_summary
+
+    with tqdm(desc="checking", unit="pair", disable=not sys.stderr.isatty()) as bar:
+        spec, summaries = check_folder_dataset(root, on_pair=bar.update)
+    print(format_summary(spec, summaries))
 
 
 if __name__ == "__main__":

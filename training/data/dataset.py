@@ -35,6 +35,24 @@ def check_train_ids(label: np.ndarray, num_classes: int, ignore_index: int, path
         )
 
 
+def make_item(
+    image_path: Path, mask_path: Path, mask: np.ndarray, transform: Transform | None
+) -> Any:
+    """Read `image_path`, check it against its mask's size, and return the tv_tensors pair
+    (uint8 image (3, H, W), int64 mask (H, W)), transformed when `transform` is given."""
+    image = read_image(image_path)
+    if image.shape[:2] != mask.shape:
+        raise DatasetFileError(
+            f"image {image_path} is {image.shape[1]}x{image.shape[0]} but its mask "
+            f"{mask_path} is {mask.shape[1]}x{mask.shape[0]} (width x height)"
+        )
+    image_t = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))))
+    mask_t = tv_tensors.Mask(torch.from_numpy(mask.astype(np.int64)))
+    if transform is None:
+        return image_t, mask_t
+    return transform(image_t, mask_t)
+
+
 class SegmentationDataset(Dataset):
     """(image, mask) pairs of one split; raw labels are converted on the fly.
 
@@ -75,18 +93,7 @@ class SegmentationDataset(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         sample = self.samples[index]
-        image = read_image(sample.image)
-        mask = self.load_mask(index)
-        if image.shape[:2] != mask.shape:
-            raise DatasetFileError(
-                f"image {sample.image} is {image.shape[1]}x{image.shape[0]} but its label "
-                f"{sample.label} is {mask.shape[1]}x{mask.shape[0]}"
-            )
-        image_t = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))))
-        mask_t = tv_tensors.Mask(torch.from_numpy(mask.astype(np.int64)))
-        if self.transform is None:
-            return image_t, mask_t
-        return self.transform(image_t, mask_t)
+        return make_item(sample.image, sample.label, self.load_mask(index), self.transform)
 
     def __repr__(self) -> str:
         args = f"{self.layout.name!r}, {str(self.root)!r}, {self.split!r}"
@@ -98,3 +105,39 @@ def build_dataset(
 ) -> SegmentationDataset:
     """The `split` ("train" or "val") of dataset `name` stored under `root`."""
     return SegmentationDataset(get_layout(name), root, split, transform)
+
+
+class FolderDataset(Dataset):
+    """A split of a folder dataset (`training.data.folder`): same items as
+    `SegmentationDataset`; `info` comes from the folder's `dataset.json`."""
+
+    def __init__(self, root: str | Path, split: str, transform: Transform | None = None) -> None:
+        from training.data import folder
+
+        self.root = Path(root)
+        self.split = split
+        self.transform = transform
+        self.spec = folder.read_spec(self.root)
+        self.info: DatasetInfo = self.spec.info
+        self.pairs = folder.find_pairs(self.root, split)
+
+    @property
+    def files(self) -> list[tuple[Path, Path]]:
+        """(image_path, mask_path) of every sample, in order."""
+        return [(p.image, p.mask) for p in self.pairs]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load_mask(self, index: int) -> np.ndarray:
+        """The class-id mask of sample `index` (H, W)."""
+        from training.data.folder import read_mask
+
+        return read_mask(self.pairs[index].mask, self.spec)
+
+    def __getitem__(self, index: int) -> Any:
+        pair = self.pairs[index]
+        return make_item(pair.image, pair.mask, self.load_mask(index), self.transform)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.root)!r}, {self.split!r}, {len(self)} samples)"

@@ -1,0 +1,191 @@
+"""Folder datasets (`dataset.json`, `images/`, `masks/`): every mask style, and bad data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.data import DatasetFileError, DatasetLayoutError
+from training.data.cli import main as data_main
+from training.data.dataset import FolderDataset
+from training.data.folder import check_folder_dataset, read_mask, read_spec
+
+CLASSES = ["background", "crack", "patch"]
+PALETTE = [[0, 0, 0], [255, 0, 0], [0, 128, 255]]
+
+
+def _ids(seed: int, size: tuple[int, int] = (12, 16)) -> np.ndarray:
+    """Class ids 0..2 in blocks, with an ignored (255) corner."""
+    ids = np.zeros(size, np.uint8)
+    ids[:, size[1] // 2 :] = 1
+    ids[size[0] // 2 :, : size[1] // 3] = 2 if seed % 2 else 1
+    ids[:2, :2] = 255
+    return ids
+
+
+def _photo(seed: int, size: tuple[int, int] = (12, 16)) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+
+
+def _save_mask(ids: np.ndarray, path: Path, style: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if style == "ids":
+        Image.fromarray(ids).save(path)
+    elif style == "raw16":  # 16-bit raw values 1000 + 7 * id, mapped by label_values
+        raw = np.where(ids == 255, 0, 1000 + 7 * ids.astype(np.uint16)).astype(np.uint16)
+        Image.fromarray(raw).save(path)
+    elif style == "palette":
+        image = Image.fromarray(ids, mode="P")
+        image.putpalette([v for c in PALETTE for v in c] + [255, 255, 255] * 253)
+        image.save(path)
+    elif style == "rgb":  # ignored pixels painted as class 0 (RGB masks have no ignore colour)
+        Image.fromarray(np.asarray(PALETTE, np.uint8)[np.where(ids == 255, 0, ids)]).save(path)
+
+
+def make_folder_dataset(
+    root: Path, style: str = "ids", n_train: int = 3, n_val: int = 2, spec: dict | None = None
+) -> Path:
+    """A small folder dataset with nested folders and mixed image extensions."""
+    root.mkdir(parents=True, exist_ok=True)
+    spec = spec if spec is not None else {"classes": CLASSES, "palette": PALETTE}
+    if style == "raw16":
+        spec = {**spec, "label_values": {str(1000 + 7 * i): i for i in range(3)} | {"0": 255}}
+    (root / "dataset.json").write_text(json.dumps(spec))
+    extensions = (".jpg", ".PNG", ".tif", ".JPEG", ".bmp")
+    for split, count in (("train", n_train), ("val", n_val)):
+        for i in range(count):
+            name = f"site{i % 2}/day{i}/img{i}"
+            image_path = root / "images" / split / (name + extensions[i % len(extensions)])
+            image_path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(_photo(i)).save(image_path, quality=95)
+            _save_mask(_ids(i), root / "masks" / split / (name + ".png"), style)
+    return root
+
+
+@pytest.mark.parametrize("style", ["ids", "raw16", "palette", "rgb"])
+def test_every_mask_style_reads_as_class_ids(tmp_path: Path, style: str) -> None:
+    root = make_folder_dataset(tmp_path / style, style)
+    dataset = FolderDataset(root, "train")
+    assert len(dataset) == 3
+    assert dataset.info.classes == tuple(CLASSES)
+    names = [pair.name for pair in dataset.pairs]
+    assert names == ["site0/day0/img0", "site0/day2/img2", "site1/day1/img1"]
+    image, mask = dataset[2]
+    assert tuple(image.shape) == (3, 12, 16)
+    expected = _ids(1).astype(np.int64)
+    if style == "rgb":
+        expected[expected == 255] = 0
+    assert np.array_equal(mask.numpy(), expected)
+
+
+def test_check_summarises_splits_and_class_shares(tmp_path: Path, capsys) -> None:
+    root = make_folder_dataset(tmp_path / "d", "palette", n_train=4, n_val=2)
+    spec, summaries = check_folder_dataset(root)
+    assert sorted(summaries) == ["train", "val"]
+    assert summaries["train"].images == 4
+    expected = np.zeros(3, np.int64)
+    for i in range(4):
+        ids = _ids(i)
+        expected += np.bincount(ids[ids != 255], minlength=3)
+    assert summaries["train"].class_pixels.tolist() == expected.tolist()
+    assert summaries["train"].ignored_pixels == 4 * 4
+    assert data_main(["check", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "train: 4 images" in out and "val: 2 images" in out and "crack" in out
+
+
+def test_palette_is_made_when_absent(tmp_path: Path) -> None:
+    root = make_folder_dataset(tmp_path / "d", spec={"classes": CLASSES})
+    palette = read_spec(root).info.palette
+    assert len(palette) == 3 and len(set(palette)) == 3
+
+
+def _expect(root: Path, error: type[Exception], *fragments: str) -> None:
+    with pytest.raises(error) as info:
+        check_folder_dataset(root)
+    for fragment in fragments:
+        assert fragment in str(info.value), str(info.value)
+
+
+def test_image_without_mask_and_mask_without_image(tmp_path: Path) -> None:
+    root = make_folder_dataset(tmp_path / "a")
+    (root / "masks/train/site0/day0/img0.png").unlink()
+    _expect(root, DatasetLayoutError, "without a mask", "img0.jpg")
+    root = make_folder_dataset(tmp_path / "b")
+    (root / "images/val/site1/day1/img1.PNG").unlink()
+    _expect(root, DatasetLayoutError, "without an image", "img1.png")
+
+
+def test_size_mismatch_names_both_files(tmp_path: Path) -> None:
+    root = make_folder_dataset(tmp_path / "d")
+    Image.fromarray(_ids(0, (10, 16))).save(root / "masks/train/site0/day0/img0.png")
+    _expect(root, DatasetFileError, "img0.jpg is 16x12", "img0.png is 16x10")
+
+
+def test_bad_mask_value_is_named(tmp_path: Path) -> None:
+    root = make_folder_dataset(tmp_path / "d")
+    ids = _ids(1)
+    ids[5, 5] = 7
+    Image.fromarray(ids).save(root / "masks/train/site1/day1/img1.png")
+    _expect(root, DatasetFileError, "[7]", "img1.png", "ignore index 255")
+
+
+def test_unknown_rgb_colour_is_named(tmp_path: Path) -> None:
+    root = make_folder_dataset(tmp_path / "d", "rgb")
+    mask = np.asarray(Image.open(root / "masks/val/site0/day0/img0.png")).copy()
+    mask[3, 3] = (10, 20, 30)
+    Image.fromarray(mask).save(root / "masks/val/site0/day0/img0.png")
+    _expect(root, DatasetFileError, "(10, 20, 30)", "not in the palette")
+
+
+def test_empty_split_and_unreadable_image(tmp_path: Path) -> None:
+    root = make_folder_dataset(tmp_path / "a")
+    for path in (root / "images/val").rglob("*.*"):
+        path.unlink()
+    for path in (root / "masks/val").rglob("*.png"):
+        path.unlink()
+    _expect(root, DatasetLayoutError, "'val' is empty")
+    root = make_folder_dataset(tmp_path / "b")
+    (root / "images/train/site1/day1/img1.PNG").write_bytes(b"not an image")
+    _expect(root, DatasetFileError, "cannot read image", "img1.PNG")
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (None, "dataset.json not found"),
+        ("{not json", "not valid JSON"),
+        ('{"palette": []}', '"classes" must be a non-empty list'),
+        ('{"classes": ["a", "a"]}', "repeats 'a'"),
+        ('{"classes": ["a", "b"], "palette": [[0, 0, 0]]}', "must list 2 [r, g, b]"),
+        ('{"classes": ["a", "b"], "ignore_index": 1}', '"ignore_index" 1 is a class id'),
+        ('{"classes": ["a"], "label_values": {"3": 4}}', "maps 3 to 4"),
+        ('{"classes": ["a"], "colours": []}', "unknown key(s) 'colours'"),
+    ],
+)
+def test_bad_dataset_json(tmp_path: Path, content: str | None, fragment: str) -> None:
+    root = make_folder_dataset(tmp_path / "d")
+    if content is None:
+        (root / "dataset.json").unlink()
+    else:
+        (root / "dataset.json").write_text(content)
+    _expect(root, DatasetLayoutError, fragment)
+
+
+def test_unmapped_raw_value_with_label_values(tmp_path: Path) -> None:
+    root = make_folder_dataset(tmp_path / "d", "raw16")
+    spec = read_spec(root)
+    Image.fromarray(np.full((4, 4), 1003, np.uint16)).save(tmp_path / "m.png")
+    with pytest.raises(DatasetFileError, match=r"\[1003\].*not in label_values"):
+        read_mask(tmp_path / "m.png", spec)
+
+
+def test_cli_reports_errors_in_one_line(tmp_path: Path, capsys) -> None:
+    assert data_main(["check", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("zoo data check: error:") and "dataset.json not found" in err
+    assert len(err.splitlines()) == 1
