@@ -84,7 +84,7 @@ def test_every_mask_style_reads_as_class_ids(tmp_path: Path, style: str) -> None
 
 def test_check_summarises_splits_and_class_shares(tmp_path: Path, capsys) -> None:
     root = make_folder_dataset(tmp_path / "d", "palette", n_train=4, n_val=2)
-    spec, summaries = check_folder_dataset(root)
+    _spec, summaries = check_folder_dataset(root)
     assert sorted(summaries) == ["train", "val"]
     assert summaries["train"].images == 4
     expected = np.zeros(3, np.int64)
