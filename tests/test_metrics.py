@@ -297,3 +297,12 @@ def test_predict_logits_bad_mode() -> None:
         predict_logits(_PixelNet(), torch.zeros(1, 3, 8, 8), "tiles")
     with pytest.raises(ValueError, match="window"):
         predict_logits(_PixelNet(), torch.zeros(1, 3, 8, 8), "slide")
+
+
+def test_eval_cli_rejects_a_bad_boundary_tolerance(capsys: pytest.CaptureFixture[str]) -> None:
+    from training.cli import eval_main
+
+    with pytest.raises(SystemExit):
+        eval_main(["run/last.pt", "--data-root", ".", "--boundary-tolerance", "wide"])
+    err = capsys.readouterr().err
+    assert "--boundary-tolerance" in err and "'cheng', got 'wide'" in err
