@@ -13,3 +13,8 @@ class ModelNotAvailableError(RuntimeError):
 
 class ModelFileError(ValueError):
     """A model file exists but cannot be used (damaged ONNX, unreadable weights)."""
+
+
+class HubUnreachableError(ModelNotAvailableError):
+    """The Hub cannot be reached (no network, server down, offline mode) and the files a load
+    needs are not in the local Hub cache."""

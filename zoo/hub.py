@@ -26,7 +26,7 @@ from zoo.config import (
     ModelConfig,
     read_json_object,
 )
-from zoo.errors import ModelNotAvailableError
+from zoo.errors import HubUnreachableError, ModelNotAvailableError
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,34 @@ def _endpoint() -> str:
     return constants.ENDPOINT
 
 
+def network_errors() -> tuple[type[BaseException], ...]:
+    """The exception types of a failed connection in the installed Hub client's HTTP stack
+    (httpx2, httpx or requests, depending on the huggingface_hub version; all of requests' are
+    OSErrors)."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module_name in ("httpx2", "httpx"):
+        try:
+            module = __import__(module_name)
+        except ImportError:
+            continue
+        errors.append(module.TransportError)
+    try:
+        import requests
+
+        errors.append(requests.ConnectionError)
+        errors.append(requests.Timeout)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def _reason(error: BaseException) -> str:
+    """`Type: first line` of the error a network failure came from."""
+    cause = error.__cause__ or error
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0] if lines else 'no details'}"
+
+
 def _refs_hint(repo_id: str, token: str | bool | None) -> str | None:
     """ "branches: ...; tags: ..." of a repo that exists, or None when it cannot be listed."""
     from huggingface_hub import HfApi
@@ -116,7 +144,7 @@ def _not_found_message(repo_id: str, revision: str | None, token: str | bool | N
         if refs is not None:
             return (
                 f"revision {revision!r} not found in {repo_id} ({refs}): "
-                "pass an existing branch, tag or commit sha"
+                "pass an existing branch, tag or commit sha."
             )
     model_id = _registry_id(repo_id)
     if model_id is not None:
@@ -124,11 +152,11 @@ def _not_found_message(repo_id: str, revision: str | None, token: str | bool | N
             f"{model_id} is not published at {repo_id} yet: train it with "
             f"`zoo train {model_id}`, export it with `zoo export`, and push it with "
             f"`zoo push MODEL_DIR --repo {repo_id}`; or pass a local model directory "
-            "(set CPG_ZOO_HUB_NAMESPACE if the zoo lives under another organisation)"
+            "(set CPG_ZOO_HUB_NAMESPACE if the zoo lives under another organisation)."
         )
     return (
         f"no model repo {repo_id} on {_endpoint()} (or it is private or gated: log in with "
-        "`hf auth login` or pass a token); check the name, or pass a local model directory"
+        "`hf auth login` or pass a token); check the name, or pass a local model directory."
     )
 
 
@@ -186,15 +214,24 @@ def download_model(
     except RepositoryNotFoundError:
         raise ModelNotAvailableError(_not_found_message(repo_id, revision, token)) from None
     except LocalEntryNotFoundError as error:
-        raise ModelNotAvailableError(
-            f"{where} is not in the local Hub cache and the Hub at {_endpoint()} cannot be "
-            "reached (offline, HF_HUB_OFFLINE=1 or local_files_only): download it once while "
-            f"online, or pass a local model directory ({type(error).__name__}: "
-            f"{str(error).splitlines()[0]})"
+        from huggingface_hub import constants
+
+        if local_files_only or constants.HF_HUB_OFFLINE:
+            why = "downloads are off (HF_HUB_OFFLINE=1 or local_files_only=True)"
+        else:
+            why = f"the Hub at {_endpoint()} cannot be reached ({_reason(error)})"
+        raise HubUnreachableError(
+            f"{where} is not in the local Hub cache and {why}. Download it once while online, "
+            "or pass a local model directory."
         ) from error
     except HfHubHTTPError as error:
         raise ModelNotAvailableError(
             f"the Hub at {_endpoint()} failed while fetching {where}: {error}"
+        ) from error
+    except network_errors() as error:  # a failure outside snapshot_download's own handling
+        raise HubUnreachableError(
+            f"{where} cannot be fetched: the Hub at {_endpoint()} cannot be reached "
+            f"({_reason(error)}). Try again, or pass a local model directory."
         ) from error
     path = Path(folder)
     missing = [name for name in needed if not (path / name).is_file()]
@@ -206,7 +243,7 @@ def download_model(
         raise ModelNotAvailableError(
             f"{where} has no {', '.join(missing)} for backend={backend!r} "
             f"precision={precision!r} (fetched: {', '.join(present) or 'nothing'}): "
-            "use another backend/precision, or export and push the missing files"
+            "use another backend/precision, or export and push the missing files."
         )
     return path
 
@@ -261,7 +298,9 @@ def push_model_dir(
     Creates the repo if needed (`private` applies only then) and branch `revision` if it does
     not exist yet, uploads only the model-directory files (`UPLOAD_FILES`), and tags the
     commit with `tag` if given (an existing tag is an error: tags pin releases). A missing
-    `README.md` is generated first with `zoo.cards`.
+    `README.md` is generated first with `zoo.cards`. Raises ValueError for a bad directory or
+    a reused tag, and ConnectionError ("cannot reach <endpoint>: <reason>") when the Hub cannot
+    be reached.
     """
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
@@ -275,20 +314,25 @@ def push_model_dir(
         logger.info("wrote a model card to %s", directory / CARD_NAME)
     files = [name for name in UPLOAD_FILES if (directory / name).is_file()]
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    if revision is not None and revision != "main":
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
     label = config.model_id or f"{config.arch} {config.dataset}"
-    commit = api.upload_folder(
-        repo_id=repo_id,
-        folder_path=directory,
-        revision=revision,
-        allow_patterns=files,
-        # A file the new directory lacks (say model.int8.onnx of the previous weights) must
-        # not survive at the new revision: it would no longer match model.safetensors.
-        delete_patterns=[name for name in UPLOAD_FILES if name not in files],
-        commit_message=commit_message or f"Upload {label} ({', '.join(files)})",
-    )
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        if revision is not None and revision != "main":
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=directory,
+            revision=revision,
+            allow_patterns=files,
+            # A file the new directory lacks (say model.int8.onnx of the previous weights)
+            # must not survive at the new revision: it would no longer match the weights.
+            delete_patterns=[name for name in UPLOAD_FILES if name not in files],
+            commit_message=commit_message or f"Upload {label} ({', '.join(files)})",
+        )
+    except HfHubHTTPError:
+        raise
+    except network_errors() as error:
+        raise ConnectionError(f"cannot reach {_endpoint()}: {_reason(error)}") from error
     sha = commit.oid
     if tag is not None:
         try:

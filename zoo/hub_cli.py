@@ -38,10 +38,14 @@ def push_main(argv: list[str]) -> int:
             commit_message=args.message,
         )
     except ValueError as error:
-        print(f"zoo push: {error}", file=sys.stderr)
+        print(f"zoo push: error: {error}", file=sys.stderr)
         return 2
+    except ConnectionError as error:
+        print(f"zoo push: error: {error}", file=sys.stderr)
+        return 1
     except (HfHubHTTPError, OSError) as error:
-        print(f"zoo push: upload to {args.repo} failed: {error}", file=sys.stderr)
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        print(f"zoo push: error: upload to {args.repo} failed: {first_line}", file=sys.stderr)
         return 1
     from huggingface_hub import constants
 

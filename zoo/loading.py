@@ -20,7 +20,7 @@ from zoo.config import (
     WEIGHTS_NAME,
     ModelConfig,
 )
-from zoo.errors import ModelNotAvailableError
+from zoo.errors import HubUnreachableError, ModelNotAvailableError
 from zoo.registry import MODELS
 from zoo.segmenter import AUTO, Segmenter, _Auto
 
@@ -134,7 +134,7 @@ def _download(repo_id: str, revision: str | None, backend: str, precision: str, 
     try:
         path = Path(download_model(repo_id, revision=revision, backend=first, precision=precision))
     except ModelNotAvailableError as error:
-        if backend != "auto":
+        if backend != "auto" or isinstance(error, HubUnreachableError):
             raise _with_label(error, label, repo_id) from None
         try:  # a torch-only repo still loads with backend="auto"
             path = Path(download_model(repo_id, revision=revision, backend="torch"))
@@ -147,13 +147,16 @@ def _download(repo_id: str, revision: str | None, backend: str, precision: str, 
 
 def _with_label(error: ModelNotAvailableError, label: str, repo_id: str) -> ModelNotAvailableError:
     """The hub's error, prefixed with the name the user gave (and a hint for registry ids)."""
-    message = str(error)
-    if label in MODELS and "publish" not in message.lower():
+    message = str(error).rstrip()
+    unreachable = isinstance(error, HubUnreachableError)  # says what to do already
+    if label in MODELS and not unreachable and "publish" not in message.lower():
+        message = message if message.endswith(".") else message + "."
         message += (
             f" Registry id {label!r} maps to Hub repo {repo_id!r}; it may not be trained and "
             "published yet (see its model card), or pass a local model directory instead."
         )
-    return ModelNotAvailableError(message if message.startswith(label) else f"{label}: {message}")
+    labelled = message if message.startswith(label) else f"{label}: {message}"
+    return HubUnreachableError(labelled) if unreachable else ModelNotAvailableError(labelled)
 
 
 def _read_config(model_dir: Path) -> ModelConfig:
