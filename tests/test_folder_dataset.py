@@ -189,3 +189,42 @@ def test_cli_reports_errors_in_one_line(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert err.startswith("zoo data check: error:") and "dataset.json not found" in err
     assert len(err.splitlines()) == 1
+
+
+def make_hf_dataset(root: Path, n_train: int = 3, n_val: int = 2) -> Path:
+    """A `datasets.DatasetDict` (image + palette-mode annotation) saved to disk, with a
+    dataset.json beside it for the class names."""
+    datasets = pytest.importorskip("datasets")
+    splits = {}
+    for split, count in (("train", n_train), ("validation", n_val)):
+        masks = []
+        for i in range(count):
+            mask = Image.fromarray(_ids(i), mode="P")
+            mask.putpalette([v for c in PALETTE for v in c] + [255, 255, 255] * 253)
+            masks.append(mask)
+        images = [Image.fromarray(_photo(i)) for i in range(count)]
+        features = datasets.Features({"image": datasets.Image(), "annotation": datasets.Image()})
+        splits[split] = datasets.Dataset.from_dict(
+            {"image": images, "annotation": masks}, features=features
+        )
+    datasets.DatasetDict(splits).save_to_disk(str(root))
+    (root / "dataset.json").write_text(json.dumps({"classes": CLASSES}))
+    return root
+
+
+def test_hf_dataset_saved_to_disk(tmp_path: Path) -> None:
+    from training.data.hf import HFSegmentationDataset, is_hf_dataset
+
+    root = make_hf_dataset(tmp_path / "hf")
+    assert is_hf_dataset(root) and not is_hf_dataset(make_folder_dataset(tmp_path / "folder"))
+    val = HFSegmentationDataset(root, "val")
+    assert len(val) == 2 and val.info.classes == tuple(CLASSES)
+    image, mask = val[1]
+    assert tuple(image.shape) == (3, 12, 16)
+    assert np.array_equal(image.permute(1, 2, 0).numpy(), _photo(1))
+    assert np.array_equal(mask.numpy(), _ids(1).astype(np.int64))
+    with pytest.raises(DatasetLayoutError, match=r"column\(s\) \['label'\] not found"):
+        HFSegmentationDataset(root, "train", mask_column="label")
+    (root / "dataset.json").unlink()
+    with pytest.raises(DatasetLayoutError, match="no class names"):
+        HFSegmentationDataset(root, "train")

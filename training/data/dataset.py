@@ -36,22 +36,20 @@ def check_train_ids(label: np.ndarray, num_classes: int, ignore_index: int, path
 
 
 def make_item(
-    image_path: Path, mask_path: Path, mask: np.ndarray, transform: Transform | None
+    image: np.ndarray, mask: np.ndarray, image_name: Any, mask_name: Any, transform: Any
 ) -> Any:
-    """Read `image_path`, check it against its mask's size, and return the tv_tensors pair
-    (uint8 image (3, H, W), int64 mask (H, W)), transformed when `transform` is given."""
-    image = read_image(image_path)
+    """Check an RGB image (H, W, 3) against its class-id mask's size and return the tv_tensors
+    pair (uint8 image (3, H, W), int64 mask (H, W)), transformed when `transform` is given."""
     if image.shape[:2] != mask.shape:
         raise DatasetFileError(
-            f"image {image_path} is {image.shape[1]}x{image.shape[0]} but its mask "
-            f"{mask_path} is {mask.shape[1]}x{mask.shape[0]} (width x height)"
+            f"image {image_name} is {image.shape[1]}x{image.shape[0]} but its mask "
+            f"{mask_name} is {mask.shape[1]}x{mask.shape[0]} (width x height)"
         )
     image_t = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))))
     mask_t = tv_tensors.Mask(torch.from_numpy(mask.astype(np.int64)))
     if transform is None:
         return image_t, mask_t
     return transform(image_t, mask_t)
-
 
 class SegmentationDataset(Dataset):
     """(image, mask) pairs of one split; raw labels are converted on the fly.
@@ -93,7 +91,8 @@ class SegmentationDataset(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         sample = self.samples[index]
-        return make_item(sample.image, sample.label, self.load_mask(index), self.transform)
+        image, mask = read_image(sample.image), self.load_mask(index)
+        return make_item(image, mask, sample.image, sample.label, self.transform)
 
     def __repr__(self) -> str:
         args = f"{self.layout.name!r}, {str(self.root)!r}, {self.split!r}"
@@ -137,7 +136,8 @@ class FolderDataset(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         pair = self.pairs[index]
-        return make_item(pair.image, pair.mask, self.load_mask(index), self.transform)
+        image, mask = read_image(pair.image), self.load_mask(index)
+        return make_item(image, mask, pair.image, pair.mask, self.transform)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.root)!r}, {self.split!r}, {len(self)} samples)"

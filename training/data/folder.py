@@ -202,8 +202,11 @@ def _open(path: Path) -> Image.Image:
 
 def read_mask(path: str | Path, spec: FolderSpec) -> np.ndarray:
     """A mask file as int64 class ids (H, W), `spec.info.ignore_index` for ignored pixels."""
-    path = Path(path)
-    image = _open(path)
+    return mask_to_ids(_open(Path(path)), spec, str(path))
+
+
+def mask_to_ids(image: Image.Image, spec: FolderSpec, path: str) -> np.ndarray:
+    """A decoded mask (any supported mode) as int64 class ids; errors name `path`."""
     ignore = spec.info.ignore_index
     if image.mode in ("RGB", "RGBA"):
         rgb = np.asarray(image.convert("RGB"), dtype=np.int64)
