@@ -1,17 +1,19 @@
 """`export_model`: checkpoint -> model directory, with parity gates.
 
-Everything is written into a temp folder beside `out_dir`; files move in only after every
-gate passed, so a failed export leaves no model directory (or the previous one intact).
+Everything is written into a build folder beside `out_dir` (config.json records the sha256
+of each model file); once every gate passed, the folder replaces `out_dir` whole
+(`zoo.modeldir.replace_dir`), so readers see the previous directory or the new one, never a
+mix, and a failed or killed export leaves the previous one (the next export cleans up).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,8 +39,10 @@ from export.parity import (
 )
 from export.quantize import quantize_int8
 from zoo.config import (
+    CARD_NAME,
     CONFIG_NAME,
     EVAL_NAME,
+    MODEL_FILES,
     ONNX_FP16_NAME,
     ONNX_INT8_NAME,
     ONNX_NAME,
@@ -48,8 +52,15 @@ from zoo.config import (
     read_json_object,
     write_text_atomic,
 )
+from zoo.modeldir import new_build_dir, record_files, recover_leftovers, replace_dir
+
+logger = logging.getLogger(__name__)
 
 REPORT_KEY = "export"
+# Files of the previous directory that a new export does not carry over: its own outputs (a
+# model file it did not write this time belonged to the old weights), the card (it describes
+# the old weights: `zoo card` / `zoo push` write a new one) and temp files of killed writers.
+NOT_CARRIED = (CONFIG_NAME, EVAL_NAME, CARD_NAME, *MODEL_FILES)
 
 
 def export_model(
@@ -77,7 +88,9 @@ def export_model(
     eval.json. `head` adds a `probs` or `labels` output beside `logits`. `shapes` are the
     parity-gate inputs; `calib_size` (H, W) defaults to the config's input size.
     Raises `ParityError` (with figures) if a gate fails, `CheckpointError` / `ValueError`
-    for bad inputs; in both cases nothing is left in `out_dir`'s place.
+    for bad inputs; in both cases the previous `out_dir` (or none) is left as it was.
+    Other files of a previous `out_dir` are kept, except its model card (README.md, which
+    described the old weights: it is dropped with a warning).
     """
     gates = gates or ParityGates()
     if int8 and calib_data is None:
@@ -94,6 +107,7 @@ def export_model(
         timings[name] = round(now - clock, 3)
         clock = now
 
+    recover_leftovers(out_dir)  # of killed exports into out_dir, before reading it
     loaded = load_checkpoint(checkpoint)
     checkpoint_sha = file_sha256(checkpoint) if Path(checkpoint).is_file() else None
     eval_path = out_dir / EVAL_NAME
@@ -111,8 +125,7 @@ def export_model(
         )
         lap("load_calibration_s")
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.export-"))
+    work = new_build_dir(out_dir)
     try:
         config.save(work)
         save_weights(model, config, work / WEIGHTS_NAME)
@@ -197,6 +210,7 @@ def export_model(
             report["parity"]["fp16"] = _fp16_figures(session, fp16_session, inputs[-1])
             lap("fp16_s")
 
+        record_files(work)
         report["files"] = {
             name: {"bytes": (work / name).stat().st_size, "sha256": file_sha256(work / name)}
             for name in (CONFIG_NAME, WEIGHTS_NAME, ONNX_NAME, ONNX_INT8_NAME, ONNX_FP16_NAME)
@@ -207,7 +221,8 @@ def export_model(
         existing_eval[REPORT_KEY] = report  # the "export" key replaced, every other key kept
         write_text_atomic(work / EVAL_NAME, json.dumps(existing_eval, indent=2) + "\n")
         _default_permissions(work)
-        _install(work, out_dir)
+        _carry_over(out_dir, work)
+        replace_dir(work, out_dir)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -258,15 +273,21 @@ def _default_permissions(work: Path) -> None:
         path.chmod(file_mode)
 
 
-def _install(work: Path, out_dir: Path) -> None:
-    """Move the finished files into `out_dir` (a rename when it does not exist yet)."""
-    if not out_dir.exists():
-        os.rename(work, out_dir)
+def _carry_over(out_dir: Path, work: Path) -> None:
+    """Copy the files of the previous `out_dir` that export does not write into `work`."""
+    if not out_dir.is_dir():
         return
-    produced = {path.name for path in work.iterdir()}
-    for name in sorted(produced):
-        os.replace(work / name, out_dir / name)
-    for stale in (ONNX_INT8_NAME, ONNX_FP16_NAME):  # built from the previous weights
-        if stale not in produced:
-            (out_dir / stale).unlink(missing_ok=True)
-    shutil.rmtree(work, ignore_errors=True)
+    for path in sorted(out_dir.iterdir()):
+        if path.name in NOT_CARRIED or (path.name.startswith(".") and path.name.endswith(".tmp")):
+            if path.name == CARD_NAME:
+                logger.warning(
+                    "%s: dropped the model card, it described the previous weights; write one "
+                    "for these with `zoo card %s` (`zoo push` writes one if missing)",
+                    out_dir,
+                    out_dir,
+                )
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.copytree(path, work / path.name, symlinks=True)
+        else:
+            shutil.copy2(path, work / path.name, follow_symlinks=False)

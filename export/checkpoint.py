@@ -13,16 +13,17 @@ Every failure names the file and the problem.
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open, save
 from torch import nn
 
-from zoo.config import CONFIG_NAME, WEIGHTS_NAME, ModelConfig
+from zoo.config import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, write_bytes_atomic
 from zoo.models import build_model
 
 AUX_PREFIXES = ("aux_classifier.",)  # torchvision's aux head; HRNet-OCR's aux has no own weights
@@ -168,7 +169,11 @@ def _few(label: str, items: list[str], limit: int = 5) -> str:
 
 
 def save_weights(model: nn.Module, config: ModelConfig, path: str | Path) -> dict[str, str]:
-    """Write `model.safetensors` with the config in its metadata; return the metadata."""
+    """Write `model.safetensors` with the config in its metadata; return the metadata.
+
+    Byte-reproducible: the same weights and config give the same bytes (safetensors writes
+    its metadata in hash-map order, so the header is rewritten with sorted metadata).
+    """
     metadata = {
         "format": "pt",
         "arch": config.arch,
@@ -178,8 +183,19 @@ def save_weights(model: nn.Module, config: ModelConfig, path: str | Path) -> dic
         METADATA_CONFIG_KEY: json.dumps(config.to_dict(), sort_keys=True),
     }
     tensors = {key: value.detach().contiguous() for key, value in model.state_dict().items()}
-    save_file(tensors, str(path), metadata=metadata)
+    write_bytes_atomic(path, _sorted_metadata(save(tensors, metadata=metadata)))
     return metadata
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """safetensors bytes with the header's `__metadata__` in key order (tensor entries, their
+    order and the data unchanged: offsets count from the end of the header)."""
+    length = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8 : 8 + length])
+    header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the 8-byte alignment safetensors itself pads to
+    return struct.pack("<Q", len(text)) + text + data[8 + length :]
 
 
 def verify_weights(model: nn.Module, config: ModelConfig, path: str | Path) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from zoo.config import ONNX_NAME, WEIGHTS_NAME, ModelConfig
+from zoo.modeldir import record_files
 
 
 def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -57,7 +58,8 @@ def make_model_dir(
     seed: int = 0,
 ) -> Path:
     """Write config.json, model.safetensors and model.onnx (legacy exporter, dynamic
-    batch/height/width) for a BN-calibrated random model; return the directory."""
+    batch/height/width) for a BN-calibrated random model, with the sha256 record of the
+    model files in config.json as `zoo export` writes it; return the directory."""
     import torch
     from safetensors.torch import save_file
 
@@ -106,6 +108,7 @@ def make_model_dir(
                 opset_version=17,
                 dynamo=False,
             )
+    record_files(directory)
     return directory
 
 

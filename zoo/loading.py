@@ -21,6 +21,7 @@ from zoo.config import (
     ModelConfig,
 )
 from zoo.errors import HubUnreachableError, ModelNotAvailableError
+from zoo.modeldir import interrupted_replacement, verify_files
 from zoo.registry import MODELS
 from zoo.segmenter import AUTO, Segmenter, _Auto
 
@@ -51,6 +52,7 @@ def load(
     batch_size: int = 1,
     providers: list[Any] | None = None,
     num_threads: int | None = None,
+    verify: bool = True,
 ) -> Segmenter:
     """Load a model for inference.
 
@@ -66,8 +68,11 @@ def load(
     mode, max_side, batch_size: the `Segmenter`'s defaults (see `zoo.segmenter`).
     providers: explicit ONNX Runtime providers, overriding the device's choice.
     num_threads: ONNX Runtime intra-op threads (default: ONNX Runtime's).
+    verify: check the model file against the sha256 that config.json records (once per file
+        version in a process); False for files changed on purpose.
 
-    Raises ModelNotAvailableError when the model cannot be obtained (not published yet,
+    Raises ModelFileError when a model file differs from config.json's record,
+    ModelNotAvailableError when the model cannot be obtained (not published yet,
     offline and not cached, missing files), ValueError for bad arguments or unknown ids.
     """
     if backend not in BACKENDS:
@@ -78,6 +83,8 @@ def load(
     model_dir = resolve_model_dir(name, revision=revision, backend=backend, precision=precision)
     config = _read_config(model_dir)
     chosen = choose_backend(model_dir, backend, precision)
+    if verify:
+        verify_files(model_dir, [ONNX_FILES[precision] if chosen == "onnx" else WEIGHTS_NAME])
     engine = _build_backend(model_dir, config, chosen, device, precision, providers, num_threads)
     return Segmenter(engine, config, model_dir, mode=mode, max_side=max_side, batch_size=batch_size)
 
@@ -100,6 +107,9 @@ def resolve_model_dir(
     path = Path(text).expanduser()
     if path.is_dir():
         return path
+    previous = interrupted_replacement(path)  # an export was killed between its two renames
+    if previous is not None:
+        return previous
     if path.is_file():
         raise ValueError(
             f"{path} is a file; pass the model directory that holds {CONFIG_NAME} "
