@@ -29,8 +29,8 @@ def _config_dir(tmp_path: Path, **changes: Any) -> Path:
 
 BAD_VALUES = [
     ("classes", 19, r"classes must be a list of class names \(strings\), got 19"),
-    ("classes", ["road"] * 18 + [7], r"classes\[18\] is 7"),
-    ("palette", [[300, 0, 0]] + _base()["palette"][1:], r"palette\[0\] is \[300, 0, 0\]"),
+    ("classes", [*["road"] * 18, 7], r"classes\[18\] is 7"),
+    ("palette", [[300, 0, 0], *_base()["palette"][1:]], r"palette\[0\] is \[300, 0, 0\]"),
     ("num_classes", "19", r"num_classes must be a positive integer, got '19' \(str\)"),
     ("num_classes", True, r"num_classes must be a positive integer, got true"),
     ("mean", ["0.485", "0.456", "0.406"], r"mean\[0\] is '0.485' \(str\)"),
