@@ -8,6 +8,7 @@ backends see identical tensors. Importing this module imports neither onnxruntim
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -195,6 +196,84 @@ class TorchBackend:
             logits = self.model(inputs)["out"]
             return logits.float().cpu().numpy()
 
+
+OPENVINO_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+
+
+def openvino_capabilities() -> list[str]:
+    """The CPU plugin's reported `OPTIMIZATION_CAPABILITIES` (e.g. "BF16", "INT8"), or [] when
+    OpenVINO is not installed."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return []
+    return list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+class OpenVinoBackend:
+    """OpenVINO on the CPU, reading the model directory's ONNX file directly (no IR needed).
+
+    `precision`: "fp32" (f32 inference hint), "bf16" (bf16 hint: only where the CPU plugin
+    reports BF16), "int8" (the QDQ `model.int8.onnx`, f32 hint for the float parts).
+    `run` is thread-safe: each thread gets its own infer request.
+    """
+
+    name = "openvino"
+
+    def __init__(
+        self,
+        path: str | Path,
+        device: str = "auto",
+        precision: str = "fp32",
+        num_threads: int | None = None,
+    ) -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise ImportError(
+                "backend='openvino' needs OpenVINO: pip install 'cpg-zoo[openvino]'"
+            ) from None
+        if check_device(device).startswith("cuda"):
+            raise ValueError("backend='openvino' runs on the CPU; use device='cpu' or 'auto'")
+        if precision not in OPENVINO_HINTS:
+            raise ValueError(
+                f"backend='openvino' supports precision {', '.join(OPENVINO_HINTS)}, "
+                f"got {precision!r}"
+            )
+        capabilities = openvino_capabilities()
+        if precision == "bf16" and "BF16" not in capabilities:
+            raise RuntimeError(
+                f"precision='bf16' needs a CPU with bf16 support; OpenVINO reports "
+                f"{capabilities}: use precision='fp32' or 'int8'"
+            )
+        self.path = Path(path)
+        config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": OPENVINO_HINTS[precision],
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        if num_threads:
+            config["INFERENCE_NUM_THREADS"] = int(num_threads)
+        try:
+            core = ov.Core()
+            self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+        except Exception as error:  # OpenVINO raises RuntimeError subclasses of its own
+            raise ModelFileError(
+                f"{self.path} could not be loaded by OpenVINO ({type(error).__name__}: "
+                f"{str(error).strip()[:500]})"
+            ) from None
+        names = [output.get_any_name() for output in self.compiled.outputs]
+        self._output = self.compiled.output("logits" if "logits" in names else names[0])
+        self.precision = precision
+        self.device = "cpu"
+        self.providers = [f"OpenVINO:CPU:{OPENVINO_HINTS[precision]}"]
+        self._local = threading.local()
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        outputs = request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
+        return np.array(outputs[self._output], dtype=np.float32)
 
 def warn_fp16_on_cpu(backend: Backend) -> None:
     """fp16 ONNX models on the CPU provider are slower than fp32 (Cast nodes everywhere)."""
