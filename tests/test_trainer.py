@@ -331,7 +331,7 @@ def test_eval_cli_writes_eval_json(
     result = json.loads(out.read_text())
     assert result["dataset"] == "synthcity" and result["split"] == "val"
     assert result["inference"] == {
-        "mode": "slide", "window": [32, 32], "stride": [21, 21], "flip": True, "amp": "none",
+        "mode": "slide", "window": [32, 32], "stride": [22, 22], "flip": True, "amp": "none",
     }  # fmt: skip
     metrics = result["metrics"]
     assert metrics["num_images"] == 3 and len(metrics["per_class_iou"]) == 19

@@ -7,6 +7,10 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from training.recipes import Recipe
 
 __all__ = ["eval_main", "train_main"]
 
@@ -34,9 +38,9 @@ def _boundary_tolerance(text: str) -> int | str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def train_main(argv: list[str]) -> int:
-    """`zoo train RECIPE --data-root DIR --out DIR [key=value ...]`."""
-    from training.recipes import apply_overrides, get_recipe, list_recipes
+def _train_parser() -> argparse.ArgumentParser:
+    from training.recipes import list_recipes
+    from training.runs import RESUME_SAFE_KEYS
 
     parser = argparse.ArgumentParser(
         prog="zoo train",
@@ -44,24 +48,90 @@ def train_main(argv: list[str]) -> int:
         "`torchrun --nproc-per-node N -m training train ...` for several processes.",
         epilog="overrides: key=value pairs checked against the recipe, e.g. iterations=200 "
         "batch_size=4 crop_size=256,512 lr=0.02 amp=bf16 cpg_lambda=1.0 device=cpu workers=0 "
-        "eval_interval=100. Recipes: " + ", ".join(list_recipes()),
+        "eval_interval=100. On resume only " + ", ".join(RESUME_SAFE_KEYS) + " may change "
+        "without --allow-override. Recipes: " + ", ".join(list_recipes()),
     )
     parser.add_argument("recipe", help="recipe name, e.g. lraspp_mbv3_cityscapes_cpg")
     parser.add_argument("overrides", nargs="*", help="key=value recipe overrides")
-    parser.add_argument("--data-root", required=True, help="dataset folder (its real layout)")
-    parser.add_argument("--out", required=True, help="run folder for checkpoints and logs")
-    parser.add_argument(
+    parser.add_argument("--data-root", help="dataset folder (its real layout); required to train")
+    parser.add_argument("--out", help="run folder for checkpoints and logs; required to train")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument(
         "--resume",
-        nargs="?",
-        const="auto",
-        default=None,
-        help="resume from OUT/last.pt (or from the checkpoint given)",
+        action="store_true",
+        help="continue the run in OUT from last.pt (last.prev.pt if last.pt is unreadable) "
+        "with its recipe; a new run if OUT holds none",
+    )
+    start.add_argument("--resume-from", metavar="PATH", help="continue from this checkpoint")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the run OUT holds (its checkpoints, metrics.jsonl, run.json, tb/) first",
+    )
+    parser.add_argument(
+        "--allow-override",
+        action="store_true",
+        help="on resume, allow overrides that change the result (lr, iterations, ...)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     parser.add_argument("--print-recipe", action="store_true", help="print the resolved recipe")
-    args = parser.parse_intermixed_args(argv)
+    return parser
+
+
+def _resumed_recipe(
+    name: str, overrides: list[str], checkpoint: dict, path: Path, allow_override: bool
+) -> Recipe:
+    """The recipe saved in `checkpoint` with `overrides` applied; ValueError if the recipe
+    name differs or an override changes the result without `allow_override`."""
+    from training.recipes import Recipe, apply_overrides
+    from training.runs import RESUME_SAFE_KEYS, changed_keys
+
+    saved = Recipe.from_dict(checkpoint["config"]["recipe"])
+    if saved.name != name:
+        raise ValueError(f"{path} is a checkpoint of {saved.name}, not of {name}")
+    recipe = apply_overrides(saved, overrides)
+    refused = [key for key in changed_keys(saved, recipe) if key not in RESUME_SAFE_KEYS]
+    if refused and not allow_override:
+        changes = ", ".join(
+            f"{key} {getattr(saved, key)!r} -> {getattr(recipe, key)!r}" for key in refused
+        )
+        raise ValueError(
+            f"resuming {path} with overrides that change the result ({changes}); "
+            "add --allow-override to continue anyway, or train into a new --out"
+        )
+    return recipe
+
+
+def train_main(argv: list[str]) -> int:
+    """`zoo train RECIPE --data-root DIR --out DIR [key=value ...] [--resume | --overwrite]`."""
+    from training.recipes import apply_overrides, get_recipe
+    from training.runs import find_resume_point, load_checkpoint
+
+    args = _train_parser().parse_intermixed_args(argv)
+    main_rank = os.environ.get("RANK", "0") == "0"
+    if args.resume and args.overwrite:
+        return _fail("zoo train", "--resume continues the run in --out, --overwrite deletes it")
+    resume: Path | bool | None = None
     try:
         recipe = apply_overrides(get_recipe(args.recipe), args.overrides)
+        if args.resume_from or args.resume:
+            if args.out is None:
+                return _fail("zoo train", "--resume and --resume-from need --out")
+            if args.resume_from:
+                point_path = Path(args.resume_from)
+                checkpoint = load_checkpoint(point_path)
+            else:
+                point = find_resume_point(args.out)
+                point_path, checkpoint = (point.path, point.checkpoint) if point else (None, {})
+                for problem in point.skipped if point and main_rank else []:
+                    print(f"zoo train: warning: {problem}; using {point_path}", file=sys.stderr)
+            if point_path is not None:
+                recipe = _resumed_recipe(
+                    args.recipe, args.overrides, checkpoint, point_path, args.allow_override
+                )
+                resume = point_path
+            else:
+                resume = True  # nothing to continue: a new run, if OUT holds none
     except ValueError as error:
         return _fail("zoo train", str(error))
     if args.print_recipe:
@@ -69,16 +139,12 @@ def train_main(argv: list[str]) -> int:
 
         print(json.dumps(recipe.to_dict(), indent=2))
         return 0
+    for option in ("data_root", "out"):
+        if getattr(args, option) is None:
+            return _fail("zoo train", f"--{option.replace('_', '-')} is required to train")
     data_root = Path(args.data_root)
     if not data_root.is_dir():
         return _fail("zoo train", f"--data-root {data_root} is not a folder")
-    resume: str | bool | None = None
-    if args.resume == "auto":
-        resume = True
-    elif args.resume:
-        if not Path(args.resume).is_file():
-            return _fail("zoo train", f"--resume {args.resume}: no such checkpoint")
-        resume = args.resume
     from training.trainer import Trainer
 
     try:
@@ -89,10 +155,10 @@ def train_main(argv: list[str]) -> int:
             progress=not args.no_progress,
             command=shlex.join(["zoo", "train", *argv]),
         )
-        result = trainer.fit(resume)
+        result = trainer.fit(resume, overwrite=args.overwrite)
     except USER_ERRORS as error:
         return _fail("zoo train", str(error))
-    if result and os.environ.get("RANK", "0") == "0":
+    if result and main_rank:
         print(f"final val mIoU {result['mIoU']:.4f}, mBF {result.get('mBF', float('nan')):.4f}")
     return 0
 

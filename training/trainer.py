@@ -29,6 +29,20 @@ from torch.utils.data import DataLoader, Dataset
 from training.distributed import DistInfo, barrier, cleanup, init_distributed
 from training.evaluate import evaluate, git_commit
 from training.recipes import Recipe
+from training.runs import (
+    BEST,
+    LAST,
+    METRICS,
+    PREVIOUS,
+    ResumePoint,
+    append_record,
+    clear_run,
+    find_resume_point,
+    holds_run,
+    load_checkpoint,
+    read_records,
+    record_line,
+)
 
 __all__ = [
     "CHECKPOINT_KEYS",
@@ -50,7 +64,6 @@ CHECKPOINT_KEYS = (
     "rng",
     "best_miou",
 )
-LAST, BEST = "last.pt", "best.pt"
 
 
 def poly_warmup_factor(iteration: int, recipe: Recipe) -> float:
@@ -209,7 +222,8 @@ def build_datasets(recipe: Recipe, data_root: str | Path) -> tuple[Dataset, Data
 
 
 class Trainer:
-    """Trains one recipe into `out_dir` (`last.pt`, `best.pt`, `tb/`, `metrics.jsonl`).
+    """Trains one recipe into `out_dir` (`last.pt`, `last.prev.pt`, `best.pt`, `tb/`,
+    `metrics.jsonl`, `run.json`; see `training.runs`).
 
     Datasets default to `build_datasets(recipe, data_root)`; tests may pass their own.
     """
@@ -300,6 +314,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(dist_info.device.type, enabled=r.amp == "fp16")
         self.iteration = 0
         self.best_miou = -1.0
+        # Whether OUT/last.pt is a good checkpoint, to be kept as last.prev.pt on the next save.
+        self.last_is_good = False
 
     def _checkpoint(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
         """The checkpoint dict; `rng` holds every rank's RNG states (`_all_rng_states`)."""
@@ -314,8 +330,47 @@ class Trainer:
             "best_miou": self.best_miou,
         }
 
-    def _resume(self, path: Path, dist_info: DistInfo) -> None:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    def _resume_point(self, resume: str | Path | bool | None) -> ResumePoint | None:
+        """The checkpoint to resume from: True = OUT/last.pt (or last.prev.pt if last.pt is
+        unreadable; None if the folder has neither), a path = that checkpoint."""
+        if resume is True:
+            return find_resume_point(self.out_dir)
+        if resume:
+            return ResumePoint(Path(resume), load_checkpoint(resume))
+        return None
+
+    def _prepare_out_dir(
+        self, point: ResumePoint | None, resume: bool, overwrite: bool, dist_info: DistInfo
+    ) -> None:
+        """Refuse to mix a new run into a folder holding another (unless `overwrite`: then
+        clear the old run's files first). `resume`: a resume was asked for."""
+        existing = holds_run(self.out_dir)
+        inside = point is not None and point.path.resolve().parent == self.out_dir.resolve()
+        if not existing or inside:
+            return
+        if not overwrite:
+            files = ", ".join(existing)
+            if point is not None:
+                problem = f"holds another run ({files}) than the checkpoint {point.path}:"
+            elif resume:
+                problem = f"holds a run ({files}) but no checkpoint ({LAST}, {PREVIOUS}):"
+            else:
+                problem = f"already holds a run ({files}): continue it with --resume,"
+            raise ValueError(
+                f"{self.out_dir} {problem} start again with --overwrite (deletes those "
+                "files) or choose another --out"
+            )
+        barrier()  # every rank has read its checkpoint
+        if dist_info.is_main:
+            clear_run(self.out_dir)
+            print(f"--overwrite: removed {', '.join(existing)} from {self.out_dir}")
+        barrier()
+
+    def _resume(self, point: ResumePoint, dist_info: DistInfo) -> None:
+        path, checkpoint = point.path, point.checkpoint
+        if dist_info.is_main:
+            for problem in point.skipped:
+                print(f"warning: {problem}; using {path}", file=sys.stderr)
         saved = checkpoint["config"]["recipe"]
         for key in ("arch", "dataset", "batch_size", "crop_size", "grad_accum", "seed"):
             if saved.get(key) != self.recipe.to_dict()[key]:
@@ -330,6 +385,12 @@ class Trainer:
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.iteration = int(checkpoint["iteration"])
         self.best_miou = float(checkpoint["best_miou"])
+        self.last_is_good = path.resolve() == (self.out_dir / LAST).resolve()
+        if dist_info.is_main:
+            print(
+                f"resuming {self.out_dir} at iteration {self.iteration} of "
+                f"{self.recipe.iterations} (from {path.name})"
+            )
         states = checkpoint["rng"]
         states = [states] if isinstance(states, dict) else states  # single-process format
         rank, world = dist_info.rank, dist_info.world_size
@@ -368,25 +429,32 @@ class Trainer:
             epoch, skip = epoch + 1, 0
 
     # -- loop ----------------------------------------------------------------------------
-    def fit(self, resume: str | Path | bool | None = None) -> dict[str, Any]:
+    def fit(
+        self, resume: str | Path | bool | None = None, overwrite: bool = False
+    ) -> dict[str, Any]:
         """Train to `recipe.iterations`; `resume` = a checkpoint path, or True for
-        `out_dir/last.pt` if it exists. Returns the last evaluation's metrics."""
+        `out_dir/last.pt` (falling back to `last.prev.pt`; a new run if there is neither).
+        A new run into a folder that holds one is refused unless `overwrite` (which clears
+        the old run's files). Returns the last evaluation's metrics."""
         r = self.recipe
         dist_info = init_distributed(r.device)
         try:
-            return self._fit(dist_info, resume)
+            return self._fit(dist_info, resume, overwrite)
         finally:
             cleanup()
 
-    def _fit(self, dist_info: DistInfo, resume: str | Path | bool | None) -> dict[str, Any]:
+    def _fit(
+        self, dist_info: DistInfo, resume: str | Path | bool | None, overwrite: bool
+    ) -> dict[str, Any]:
         r = self.recipe
         device = dist_info.device
         self._setup(dist_info)
         self.config = checkpoint_config(r)
-        if resume is True:
-            resume = self.out_dir / LAST if (self.out_dir / LAST).is_file() else None
-        if resume:
-            self._resume(Path(resume), dist_info)
+        point = self._resume_point(resume)
+        self._prepare_out_dir(point, bool(resume), overwrite, dist_info)
+        if point is not None:
+            self._resume(point, dist_info)
+        resume = point is not None
         main = dist_info.is_main
         if self.iteration >= r.iterations:
             if main:
@@ -427,13 +495,21 @@ class Trainer:
             if self.iteration % r.checkpoint_interval == 0 or final:
                 rng = _all_rng_states()
                 if main:
-                    save_checkpoint(self.out_dir / LAST, self._checkpoint(rng))
+                    self._save_last(self._checkpoint(rng))
         if bar is not None:
             bar.close()
         if writer is not None:
             writer.close()
         barrier()
         return last_eval
+
+    def _save_last(self, checkpoint: dict[str, Any]) -> None:
+        """Write `last.pt`, keeping the one it replaces (if good) as `last.prev.pt`."""
+        last = self.out_dir / LAST
+        if self.last_is_good and last.is_file():
+            last.replace(self.out_dir / PREVIOUS)
+        save_checkpoint(last, checkpoint)
+        self.last_is_good = True
 
     def _start_logging(self, dist_info: DistInfo) -> tuple[Any, Any]:
         """Rank 0: `run.json`, a TensorBoard writer and (optionally) a tqdm bar."""
@@ -568,19 +644,14 @@ class Trainer:
         """On resume: drop `metrics.jsonl` records of iterations after the checkpoint's."""
         from zoo.config import write_text_atomic
 
-        path = self.out_dir / "metrics.jsonl"
+        path = self.out_dir / METRICS
         if not path.is_file():
             return
-        kept = [
-            line
-            for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("iteration", 0) <= self.iteration
-        ]
-        write_text_atomic(path, "".join(line + "\n" for line in kept))
+        kept = [r for r in read_records(path) if r.get("iteration", 0) <= self.iteration]
+        write_text_atomic(path, "".join(record_line(record) for record in kept))
 
     def _log(self, record: dict[str, Any]) -> None:
-        with open(self.out_dir / "metrics.jsonl", "a") as file:
-            file.write(json.dumps(record) + "\n")
+        append_record(self.out_dir / METRICS, record)
 
 
 def train(
