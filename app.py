@@ -2,9 +2,11 @@
 
     python app.py [--host 127.0.0.1] [--port 7860] [--model NAME]   (or `zoo demo ...`)
 
-Works offline with the model shipped in the package (`zoo/assets/models/`); registry ids and
-`hf-hub:org/repo` ids are loaded through `zoo.load` when reachable. API endpoint: `/segment`
-(image, model, backend) -> class-id mask PNG, class shares, info text.
+Works offline with the model shipped in the package (`zoo/assets/models/`). The dropdown
+lists the models that load now (the `--model` one, built-in ones, models in the local Hub
+cache); registry ids and `hf-hub:org/repo` ids can be typed and are loaded through `zoo.load`
+when reachable. API endpoints: `/segment` (image, model, backend) -> class-id mask PNG, class
+shares, info text; `/load_model` (model, backend) -> status text.
 `import app` builds nothing and starts no server.
 """
 
@@ -17,7 +19,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse
+import logging
 import sys
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -28,12 +32,17 @@ from typing import Any
 import gradio as gr
 import numpy as np
 import pandas as pd
+from gradio import processing_utils
 from PIL import Image, UnidentifiedImageError
 
 import zoo
+from zoo.cards import measured_metrics, read_eval
+from zoo.config import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME
+from zoo.datasets import get_dataset_info
 from zoo.errors import ModelFileError, ModelNotAvailableError
 from zoo.loading import PACKAGED_MODELS_DIR, packaged_models
 from zoo.preprocess import pil_to_rgb, resize_rgb, scaled_size
+from zoo.registry import MODELS as REGISTRY
 
 DEFAULT_MODEL = "lraspp_mbv3_synthcity_cpg"
 ASSETS = Path(str(files("zoo"))) / "assets"
@@ -49,6 +58,45 @@ MODEL_CACHE_SIZE = 3
 SESSIONS_KEPT = 500  # Gradio keeps ~0.1 MB per browser/API session; the oldest go first
 SHARE_HEADERS = ["id", "class", "share %"]
 UNREADABLE = "not a known image format, or a damaged file (try PNG, JPEG, WebP, BMP or TIFF)."
+logger = logging.getLogger("zoo.demo")
+
+
+def visitor_error(message: str) -> gr.Error:
+    """A one-line error for the visitor; the server log gets one line too, no traceback."""
+    line = " ".join(message.split())
+    logger.warning("visitor error: %s", line)
+    return gr.Error(line, print_exception=False)
+
+
+# ------------------------------------------------------------------------------- cache files
+def save_pil_to_cache_atomically(
+    img: Image.Image, cache_dir: str, name: str = "image", format: str = "webp"
+) -> str:
+    """Gradio's `processing_utils.save_pil_to_cache` (same content-hash path), written
+    atomically. Gradio 6.31 rewrites that file in place, so an identical answer computed at
+    the same time truncated the file while another client downloaded it (issue 15.5)."""
+    data = processing_utils.encode_pil_to_bytes(img, format)
+    folder = Path(cache_dir) / processing_utils.hash_bytes(data)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = (folder / f"{name}.{format}").resolve()
+    if target.is_file() and target.stat().st_size == len(data):
+        os.utime(target)  # Gradio's delete_cache ages files by ctime
+        return str(target)
+    fd, staging = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.")
+    os.close(fd)
+    try:
+        Path(staging).write_bytes(data)
+        os.replace(staging, target)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+    return str(target)
+
+
+def use_atomic_cache_writes() -> None:
+    """Route Gradio's image cache writes (the mask, the overlay's image and layers) through
+    `save_pil_to_cache_atomically`; its other cache writers already write atomically."""
+    processing_utils.save_pil_to_cache = save_pil_to_cache_atomically
 
 
 # ------------------------------------------------------------------------------- models
@@ -116,53 +164,103 @@ def load_model(name: str, backend: str) -> str:
     except gr.Error as error:
         gr.Warning(error.message)
         return f"**Model not available:** {error.message}"
-    return f"Model `{name}` ready: {describe_runtime(segmenter)}, {segmenter.num_classes} classes"
+    return (
+        f"Model `{name}` ready: {describe_runtime(segmenter)}, {segmenter.num_classes} classes."
+        f"\n\n**About:** {describe_model(segmenter)}"
+    )
 
 
 def get_segmenter(name: str, backend: str) -> zoo.Segmenter:
     """The cached Segmenter, or a gr.Error saying why the model cannot be used."""
     if not name:
-        raise gr.Error("Choose a model.")
+        raise visitor_error("Choose a model.")
     if backend not in BACKENDS:
-        raise gr.Error(f"Unknown backend {backend!r}; use one of {', '.join(BACKENDS)}.")
+        raise visitor_error(f"Unknown backend {backend!r}; use one of {', '.join(BACKENDS)}.")
     if not is_allowed_model(name):
-        raise gr.Error(
-            f"Unknown model {name!r}: choose one from the list or type 'hf-hub:org/repo'."
+        raise visitor_error(
+            f"Unknown model {name!r}: choose one from the list, or type a registry id "
+            "(`zoo list`) or 'hf-hub:org/repo'."
         )
     try:
         return MODELS.get(name, backend)
     except ImportError as error:
-        raise gr.Error(f"The {backend} backend is not installed here ({error}).") from None
+        raise visitor_error(f"The {backend} backend is not installed here ({error}).") from None
     except (ModelNotAvailableError, ModelFileError, ValueError, OSError) as error:
         message = str(error)
-        raise gr.Error(message if message.startswith(name) else f"{name}: {message}") from None
+        raise visitor_error(message if message.startswith(name) else f"{name}: {message}") from None
 
 
 _ALLOWED: set[str] = set()
 
 
 def is_allowed_model(name: str) -> bool:
-    """Only listed models and Hub ids: visitors must not open arbitrary server paths."""
-    return name in _ALLOWED or name.startswith("hf-hub:")
+    """Listed models, registry ids and Hub ids: visitors must not open arbitrary server paths."""
+    return name in _ALLOWED or name in REGISTRY or name.startswith("hf-hub:")
+
+
+def cached_hub_models() -> list[str]:
+    """Hub models whose `main` revision in the local Hub cache has config.json and model.onnx
+    or model.safetensors: registry ids for the registry's repos, `hf-hub:org/repo` otherwise.
+    (A runtime helper that belongs in `zoo.hub`; kept here until it moves there.)"""
+    from huggingface_hub import constants, scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        cache = scan_cache_dir(constants.HF_HUB_CACHE)
+    except (CacheNotFound, OSError):
+        return []
+    registry_ids = {spec.hub_repo: model_id for model_id, spec in REGISTRY.items()}
+    names = []
+    for repo in sorted(cache.repos, key=lambda repo: repo.repo_id):
+        runnable = any(
+            "main" in revision.refs
+            and CONFIG_NAME in (files := {f.file_name for f in revision.files})
+            and (ONNX_NAME in files or WEIGHTS_NAME in files)
+            for revision in repo.revisions
+        )
+        if repo.repo_type == "model" and runnable:
+            names.append(registry_ids.get(repo.repo_id, f"hf-hub:{repo.repo_id}"))
+    return names
 
 
 def model_choices(default_model: str) -> list[str]:
-    """The dropdown's models: the default first, the built-in one, then the registry ids."""
-    names = [default_model, DEFAULT_MODEL, *zoo.list_models()]
-    return list(dict.fromkeys(names))
+    """The dropdown: the models that load now. The default (maybe a `--model` directory)
+    first, then the built-in ones and the cached Hub models."""
+    return list(dict.fromkeys([default_model, *packaged_models(), *cached_hub_models()]))
+
+
+def describe_model(segmenter: zoo.Segmenter) -> str:
+    """What the model is and was trained on, from its config.json and eval.json."""
+    config = segmenter.config
+    try:
+        dataset = get_dataset_info(config.dataset).title
+    except ValueError:  # a user's own dataset
+        dataset = config.dataset
+    text = f"`{config.arch}` trained on **{dataset}** with the `{config.loss.get('name')}` loss"
+    try:
+        evaluation = read_eval(segmenter.model_dir) if segmenter.model_dir else None
+    except (OSError, ValueError):
+        evaluation = None
+    if (miou := measured_metrics(evaluation).get("mIoU")) is not None:
+        split = (evaluation or {}).get("split", "?")
+        text += f"; {split} mIoU {100 * miou if miou <= 1 else miou:.1f}% (its eval.json)"
+    build = (evaluation or {}).get("build")
+    if isinstance(build, dict) and isinstance(build.get("description"), str):
+        text += f". {build['description']}"
+    return text + "."
 
 
 # ------------------------------------------------------------------------------- images
 def read_upload(path: str | None) -> tuple[np.ndarray, str]:
     """An uploaded file -> (RGB uint8 HxWx3, note); gr.Error for anything unreadable."""
     if not path:
-        raise gr.Error("Upload an image first (or pick an example).")
+        raise visitor_error("Upload an image first (or pick an example).")
     name = Path(path).name
     try:
         with Image.open(path) as image:
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise gr.Error(
+                raise visitor_error(
                     f"{name}: {width}x{height} is {width * height / 1e6:.0f} megapixels; "
                     f"the demo accepts up to {MAX_PIXELS / 1e6:.0f}."
                 )
@@ -171,9 +269,9 @@ def read_upload(path: str | None) -> tuple[np.ndarray, str]:
     except gr.Error:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError):
-        raise gr.Error(f"{name} is not a readable image: {UNREADABLE}") from None
+        raise visitor_error(f"{name} is not a readable image: {UNREADABLE}") from None
     except (OSError, SyntaxError, ValueError) as error:
-        raise gr.Error(f"{name} could not be decoded as an image: {error}") from None
+        raise visitor_error(f"{name} could not be decoded as an image: {error}") from None
     height, width = rgb.shape[:2]
     if max(height, width) <= MAX_SIDE:
         return rgb, ""
@@ -199,7 +297,7 @@ def checked_image(**kwargs: Any) -> gr.Image:
             raise
         except Exception:  # PIL raises many types for non-images
             name = getattr(payload, "orig_name", None) or "the upload"
-            raise gr.Error(f"{name} is not a readable image: {UNREADABLE}") from None
+            raise visitor_error(f"{name} is not a readable image: {UNREADABLE}") from None
 
     image.preprocess = checked
     return image
@@ -246,7 +344,7 @@ def segment(
     try:
         mask = segmenter.predict(rgb)
     except (ValueError, RuntimeError) as error:
-        raise gr.Error(f"Segmentation failed: {error}") from None
+        raise visitor_error(f"Segmentation failed: {error}") from None
     seconds = time.perf_counter() - start
     height, width = mask.shape
     info = (
@@ -276,6 +374,7 @@ def draw_overlay(
 # ------------------------------------------------------------------------------- UI
 def build_demo(default_model: str = DEFAULT_MODEL) -> gr.Blocks:
     """The demo's Blocks (not launched): input, model and backend choice, outputs."""
+    use_atomic_cache_writes()
     choices = model_choices(default_model)
     _ALLOWED.update(choices)
     examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.png"))
@@ -299,7 +398,7 @@ def build_demo(default_model: str = DEFAULT_MODEL) -> gr.Blocks:
                     choices,
                     value=default_model,
                     label="Model",
-                    info="built-in default, registry ids (from the Hub), or type hf-hub:org/repo",
+                    info="models that load now; or type a registry id or hf-hub:org/repo",
                     allow_custom_value=True,
                 )
                 with gr.Row():
@@ -381,6 +480,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Load the default model, then serve the demo until interrupted; returns an exit code."""
     args = parse_args(argv)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
     _ALLOWED.add(args.model)
     try:
         segmenter = get_segmenter(args.model, args.backend)
@@ -390,10 +494,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {args.model}: {segmenter!r}")
     demo = build_demo(args.model)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=QUEUE_SIZE)
-    demo.launch(
+    _, local_url, share_url = demo.launch(
         server_name=args.host,
         server_port=args.port,
         share=args.share,
+        quiet=True,  # no "set `share=True` in `launch()`": our own lines below
+        prevent_thread_lock=True,
         max_file_size=MAX_FILE_SIZE,
         allowed_paths=[str(EXAMPLES_DIR)],
         ssr_mode=False,
@@ -403,7 +509,16 @@ def main(argv: list[str] | None = None) -> int:
         state_session_capacity=SESSIONS_KEPT,
         footer_links=["api", "settings"],
     )
+    print(startup_message(local_url, share_url), flush=True)
+    demo.block_thread()
     return 0
+
+
+def startup_message(local_url: str, share_url: str | None) -> str:
+    """Where the demo is served, and how to get a public link."""
+    if share_url:
+        return f"Running on {local_url} and on the public link {share_url}"
+    return f"Running on {local_url} (for a public link: python app.py --share)"
 
 
 if __name__ == "__main__":
