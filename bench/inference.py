@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from zoo.archs import ARCHITECTURES, published_archs
+
 BACKENDS = ("torch", "torch_bf16", "ort_fp32", "ort_int8", "ort_int8_pt")
 # GPU: torch eager fp32 / fp16 autocast; ORT CUDA EP on model.onnx / model.fp16.onnx; ORT
 # TensorRT EP (fp32, fp16 kernels allowed). Timings include the copy of the logits to the host,
@@ -51,7 +53,7 @@ ORT_PROVIDERS: dict[str, list] = {
     "ort_trt_fp16": [("TensorrtExecutionProvider", {"trt_fp16_enable": True})],
 }
 PER_TENSOR_NAME = "model.int8-per-tensor.onnx"  # bench-only variant: per-tensor weight scales
-ARCHS = ("lraspp_mbv3", "deeplabv3_r50", "hrnetv2_w48_ocr")
+ARCHS = tuple(ARCHITECTURES)  # every arch can be benchmarked; the default is the published ones
 
 
 def run_case(model_dir: Path, backend: str, size: tuple[int, int], runs: int, threads: int) -> dict:
@@ -278,7 +280,7 @@ def machine() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
+    parser.add_argument("--archs", nargs="+", default=published_archs(), choices=ARCHS)
     parser.add_argument("--sizes", nargs="+", default=["512x1024", "512x512"])
     parser.add_argument(
         "--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS + GPU_BACKENDS

@@ -1,4 +1,4 @@
-"""Parameter count and CPU forward latency of the three networks (issue 3).
+"""Parameter count and CPU forward latency of the networks of `zoo.archs` (issue 3).
 
 Usage: python bench/models.py [--height 512 --width 1024 --threads 2 --runs 5 --classes 19]
 Prints a markdown table; random weights (speed does not depend on them).
@@ -13,8 +13,8 @@ import time
 
 import torch
 
+from zoo.archs import ARCHITECTURES
 from zoo.models import build_model
-from zoo.registry import ARCHS
 
 
 def time_forward(
@@ -39,13 +39,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--classes", type=int, default=19)
+    parser.add_argument("--archs", nargs="+", default=list(ARCHITECTURES), choices=ARCHITECTURES)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     image = torch.randn(1, 3, args.height, args.width)
     print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or 'cpu'}")
     print(f"| arch | params (M) | forward 1x3x{args.height}x{args.width} median (s) | min (s) |")
     print("|---|---|---|---|")
-    for arch in ARCHS:
+    for arch in args.archs:
         model = build_model(arch, args.classes).eval()
         params = sum(p.numel() for p in model.parameters()) / 1e6
         times = time_forward(model, image, args.runs, args.warmup)

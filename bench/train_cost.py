@@ -1,4 +1,4 @@
-"""Training compute of the 18 zoo recipes: FLOPs, and estimated A100 GPU-hours.
+"""Training compute of the 18 zoo recipes (or any): FLOPs, and estimated A100 GPU-hours.
 
 Usage: python bench/train_cost.py [--recipes NAME ...]
        python bench/train_cost.py --cpu-check [RECIPE ...]   # check the method on this CPU
@@ -31,15 +31,18 @@ from flops import forward_flops
 
 from training.losses import SegmentationObjective
 from training.recipes import Recipe, get_recipe, list_recipes
+from zoo.archs import get_architecture
 from zoo.datasets import DATASETS
+from zoo.lookup import lookup
 from zoo.models import build_model
 
 
 # External references (not measured here): NVIDIA DeepLearningExamples, PyTorch ConvNets,
 # training throughput on 1x A100 80GB, mixed precision, pytorch-21.03 NGC container. Each arch
-# is paired with the classifier whose layers it resembles: DeepLabv3 has a ResNet-50 backbone,
-# HRNetV2 is dense 3x3 convolutions like it, MobileNetV3 is inverted residuals with depthwise
-# convolutions and squeeze-excite like EfficientNet-B0 (which sustains ~10x fewer FLOP/s).
+# names the classifier whose layers it resembles (`Architecture.flops_reference`): DeepLabv3 has
+# a ResNet-50 backbone, HRNetV2 is dense 3x3 convolutions like it, MobileNetV3 is inverted
+# residuals with depthwise convolutions and squeeze-excite like EfficientNet-B0 (which sustains
+# ~10x fewer FLOP/s).
 @dataclass(frozen=True)
 class Reference:
     classifier: str  # torchvision model name
@@ -50,10 +53,17 @@ class Reference:
 
 
 REFERENCES: dict[str, Reference] = {
-    "deeplabv3_r50": Reference("resnet50", 2470.0),  # ResNet50 v1.5 README
-    "hrnetv2_w48_ocr": Reference("resnet50", 2470.0),
-    "lraspp_mbv3": Reference("efficientnet_b0", 2489.0),  # EfficientNet README
+    reference.classifier: reference
+    for reference in (
+        Reference("resnet50", 2470.0),  # ResNet50 v1.5 README
+        Reference("efficientnet_b0", 2489.0),  # EfficientNet README
+    )
 }
+
+
+def reference_of(arch: str) -> Reference:
+    """The reference classifier that `arch`'s row pairs it with."""
+    return lookup(REFERENCES, get_architecture(arch).flops_reference, "flops reference")
 
 
 def training_flops(model: torch.nn.Module, height: int, width: int) -> int:
@@ -94,7 +104,7 @@ def recipe_cost(recipe: Recipe) -> dict[str, float]:
     """FLOPs per sample / iteration / run and the estimated A100 GPU-hours of `recipe`."""
     per_sample = recipe_sample_flops(recipe)
     per_run = per_sample * recipe.batch_size * recipe.iterations
-    rate = reference_flops_per_second(REFERENCES[recipe.arch])
+    rate = reference_flops_per_second(reference_of(recipe.arch))
     return {
         "sample_tflops": per_sample / 1e12,
         "iteration_tflops": per_sample * recipe.batch_size / 1e12,
@@ -141,7 +151,7 @@ def cpu_check(recipe_names: list[str], steps: int, reference_batch: int) -> None
     print("|---|---|---|---|---|---|")
     for name in recipe_names:
         recipe = get_recipe(name)
-        reference = REFERENCES[recipe.arch]
+        reference = reference_of(recipe.arch)
         if reference.classifier not in rates:
             classifier = getattr(torchvision.models, reference.classifier)()
             step = seconds_per_step(classifier, reference_batch, 224, 224, 1000, steps)
@@ -191,7 +201,7 @@ def main() -> None:
         print(
             f"| `{name}` | {height}x{width} | {recipe.batch_size} x {recipe.iterations:,} "
             f"| {cost['sample_tflops']:.3f} | {cost['iteration_tflops']:.2f} "
-            f"| {cost['run_pflops']:,.0f} | {REFERENCES[recipe.arch].describe()} "
+            f"| {cost['run_pflops']:,.0f} | {reference_of(recipe.arch).describe()} "
             f"| {cost['reference_tflops_per_second']:.1f} | {cost['gpu_hours']:.1f} |"
         )
 

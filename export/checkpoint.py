@@ -23,10 +23,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save
 from torch import nn
 
+from zoo.archs import ARCHITECTURES
 from zoo.config import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, write_bytes_atomic
 from zoo.models import build_model
 
-AUX_PREFIXES = ("aux_classifier.",)  # torchvision's aux head; HRNet-OCR's aux has no own weights
 METADATA_CONFIG_KEY = "config"
 
 
@@ -119,7 +119,10 @@ def _checked(config: ModelConfig, state_dict: Any, path: Path) -> LoadedCheckpoi
             f"{path}: state dict keys start with 'module.' (a DDP wrapper's); save "
             "model.module.state_dict() instead"
         )
-    kept = {key: value for key, value in state_dict.items() if not key.startswith(AUX_PREFIXES)}
+    # The arch's aux-head weights (training only); an unknown arch fails in build_for_export.
+    arch = ARCHITECTURES.get(config.arch)
+    aux_prefixes = arch.aux_prefixes if arch is not None else ()
+    kept = {key: value for key, value in state_dict.items() if not key.startswith(aux_prefixes)}
     dropped = sorted(set(state_dict) - set(kept))
     return LoadedCheckpoint(config, kept, path, dropped)
 

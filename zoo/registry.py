@@ -1,6 +1,8 @@
-"""The model registry: 18 ids `{arch}_{dataset}_{loss}` and their specs.
+"""The model registry: ids `{arch}_{dataset}_{loss}` and their specs.
 
-The Hub namespace is set here, once; `CPG_ZOO_HUB_NAMESPACE` overrides it.
+Derived from the tables: every published architecture (`zoo.archs`) x every published
+dataset (`zoo.datasets`) x both losses, 18 ids. The Hub namespace is set here, once;
+`CPG_ZOO_HUB_NAMESPACE` overrides it.
 """
 
 from __future__ import annotations
@@ -9,25 +11,22 @@ import fnmatch
 import os
 from dataclasses import dataclass
 
-from zoo.datasets import DatasetInfo, get_dataset_info
+from zoo.archs import ARCHITECTURES, published_archs
+from zoo.datasets import DatasetInfo, get_dataset_info, published_datasets
+from zoo.lookup import lookup
 
 DEFAULT_HUB_NAMESPACE = "cpg-zoo"
 HUB_NAMESPACE_ENV = "CPG_ZOO_HUB_NAMESPACE"
 
-ARCHS: dict[str, str] = {
-    "deeplabv3_r50": "DeepLabv3-ResNet50 (output stride 8)",
-    "hrnetv2_w48_ocr": "HRNetV2-W48 + OCR",
-    "lraspp_mbv3": "LRASPP-MobileNetV3-Large",
-}
+# Title of every architecture (published or not), for cards and listings.
+ARCHS: dict[str, str] = {name: arch.title for name, arch in ARCHITECTURES.items()}
 LOSSES: dict[str, str] = {
     "ce": "cross-entropy baseline",
     "cpg": "cross-entropy + CPG boundary loss",
 }
-# Training crop (height, width) per dataset; also the default inference window.
+# Training crop (height, width) per published dataset; also the default inference window.
 INPUT_SIZES: dict[str, tuple[int, int]] = {
-    "cityscapes": (512, 1024),
-    "cocostuff": (512, 512),
-    "ade20k": (512, 512),
+    name: get_dataset_info(name).crop_size for name in published_datasets()
 }
 
 
@@ -52,7 +51,7 @@ class ModelSpec:
     @property
     def input_size(self) -> tuple[int, int]:
         """Default (height, width): the dataset's training crop."""
-        return INPUT_SIZES[self.dataset]
+        return self.dataset_info.crop_size
 
     @property
     def dataset_info(self) -> DatasetInfo:
@@ -74,8 +73,8 @@ MODELS: dict[str, ModelSpec] = {
     spec.id: spec
     for spec in (
         ModelSpec(arch, dataset, loss)
-        for arch in ARCHS
-        for dataset in INPUT_SIZES
+        for arch in published_archs()
+        for dataset in published_datasets()
         for loss in LOSSES
     )
 }
@@ -93,9 +92,4 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 def get_spec(model_id: str) -> ModelSpec:
     """The spec of `model_id`; an unknown id lists the valid ones."""
-    try:
-        return MODELS[model_id]
-    except KeyError:
-        raise ValueError(
-            f"unknown model id {model_id!r}; valid ids: {', '.join(sorted(MODELS))}"
-        ) from None
+    return lookup(MODELS, model_id, "model id", "ids")

@@ -1,6 +1,8 @@
 """The on-disk layout of each dataset and its raw-label -> train-id lookup table.
 
-One `DatasetLayout` row per dataset; the generic reader (`training.data.dataset`) and the
+One `DatasetLayout` row per layout family (folders, suffixes, split names: `FAMILIES`); each
+dataset of `zoo.datasets.DATASETS` names its family and its label table, and `LAYOUTS` holds
+one row per dataset, derived from both. The generic reader (`training.data.dataset`) and the
 converter (`training.data.prepare`) are driven only by these rows.
 """
 
@@ -12,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.datasets import IGNORE_INDEX
+from zoo.datasets import DATASETS, IGNORE_INDEX, DatasetInfo
+from zoo.lookup import lookup
 
 
 class DatasetLayoutError(ValueError):
@@ -54,6 +57,7 @@ class DatasetLayout:
     splits: Mapping[str, str]
     lut: np.ndarray = field(repr=False)
     root_subdir: str = ""  # optional folder that ROOT may be or contain
+    family: str = ""  # the `FAMILIES` row this layout is (name of the family itself there)
 
     def resolve_root(self, root: str | Path) -> Path:
         """The dataset root: `root` itself, or `root/root_subdir` when that folder exists."""
@@ -66,12 +70,7 @@ class DatasetLayout:
 
     def split_dir(self, split: str) -> str:
         """The on-disk folder name of user split `split` ("train", "val", ...)."""
-        try:
-            return self.splits[split]
-        except KeyError:
-            raise ValueError(
-                f"unknown split {split!r} for {self.name}; valid splits: {', '.join(self.splits)}"
-            ) from None
+        return lookup(self.splits, split, "split", where=f"for {self.name}")
 
     def image_folder(self, root: Path, split: str) -> Path:
         """Folder of the split's images under the dataset root."""
@@ -86,46 +85,23 @@ class DatasetLayout:
         return root / self.trainid_dir.format(split=self.split_dir(split))
 
 
-# Cityscapes labelIds -> the 19 evaluation classes (cityscapesscripts' labels.py).
-CITYSCAPES_LUT = make_lut(
-    {
-        label_id: train_id
-        for train_id, label_id in enumerate(
-            (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
-        )
-    }
-)
+_NO_LUT = make_lut({})  # families carry no label table; each dataset brings its own
 
-# ADE20K SceneParsing: 0 is "other" (ignored), 1..150 are the classes.
-ADE20K_LUT = make_lut({raw: raw - 1 for raw in range(1, 151)})
-
-# COCO-Stuff-164k stuffthingmaps: ids 0..181 with 11 thing ids that COCO never used.
-COCOSTUFF_UNUSED_IDS = (11, 25, 28, 29, 44, 65, 67, 68, 70, 82, 90)
-COCOSTUFF_LUT = make_lut(
-    {
-        raw: train_id
-        for train_id, raw in enumerate(r for r in range(182) if r not in COCOSTUFF_UNUSED_IDS)
-    }
-)
-
-_CITYSCAPES = DatasetLayout(
-    name="cityscapes",
-    image_dir="leftImg8bit/{split}",
-    label_dir="gtFine/{split}",
-    trainid_dir="gtFine/{split}",
-    image_suffix="_leftImg8bit.png",
-    label_suffix="_gtFine_labelIds.png",
-    trainid_suffix="_gtFine_labelTrainIds.png",
-    stem_glob="*/*",
-    splits={"train": "train", "val": "val", "test": "test"},
-    lut=CITYSCAPES_LUT,
-)
-
-LAYOUTS: dict[str, DatasetLayout] = {
+FAMILIES: dict[str, DatasetLayout] = {
     layout.name: layout
     for layout in (
-        _CITYSCAPES,
-        replace(_CITYSCAPES, name="synthcity"),
+        DatasetLayout(
+            name="cityscapes",
+            image_dir="leftImg8bit/{split}",
+            label_dir="gtFine/{split}",
+            trainid_dir="gtFine/{split}",
+            image_suffix="_leftImg8bit.png",
+            label_suffix="_gtFine_labelIds.png",
+            trainid_suffix="_gtFine_labelTrainIds.png",
+            stem_glob="*/*",
+            splits={"train": "train", "val": "val", "test": "test"},
+            lut=_NO_LUT,
+        ),
         DatasetLayout(
             name="ade20k",
             image_dir="images/{split}",
@@ -136,7 +112,7 @@ LAYOUTS: dict[str, DatasetLayout] = {
             trainid_suffix=".png",
             stem_glob="ADE_*",
             splits={"train": "training", "val": "validation"},
-            lut=ADE20K_LUT,
+            lut=_NO_LUT,
             root_subdir="ADEChallengeData2016",
         ),
         DatasetLayout(
@@ -149,17 +125,26 @@ LAYOUTS: dict[str, DatasetLayout] = {
             trainid_suffix=".png",
             stem_glob="*",
             splits={"train": "train2017", "val": "val2017"},
-            lut=COCOSTUFF_LUT,
+            lut=_NO_LUT,
         ),
     )
 }
 
 
+def layout_of(info: DatasetInfo) -> DatasetLayout:
+    """The layout of dataset `info`: its family's folders with its own label table."""
+    family = lookup(FAMILIES, info.layout, "layout", where=f"of dataset {info.name}")
+    raw_ids = info.raw_ids or tuple(range(info.num_classes))
+    lut = make_lut({raw: train_id for train_id, raw in enumerate(raw_ids)})
+    return replace(family, name=info.name, lut=lut, family=family.name)
+
+
+LAYOUTS: dict[str, DatasetLayout] = {
+    name: layout_of(info) for name, info in DATASETS.items() if info.layout
+}
+CITYSCAPES_LUT = LAYOUTS["cityscapes"].lut  # labelIds -> the 19 evaluation classes
+
+
 def get_layout(name: str) -> DatasetLayout:
     """The layout of dataset `name`; an unknown name lists the valid ones."""
-    try:
-        return LAYOUTS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown dataset {name!r}; valid datasets: {', '.join(sorted(LAYOUTS))}"
-        ) from None
+    return lookup(LAYOUTS, name, "dataset")

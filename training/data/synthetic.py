@@ -13,18 +13,13 @@ from PIL import Image
 
 from training.data.layouts import get_layout
 
-# Per dataset: how a sample is named (from split folder and index) and its raw label values.
+# Per layout family: how a sample is named (from split folder and index) and the values its
+# raw labels may hold.
 _TINY: dict[str, tuple[str, tuple[int, ...]]] = {
     "cityscapes": ("tiny/tiny_{i:06d}_000019", tuple(range(34))),
-    "synthcity": ("tiny/tiny_{i:06d}_000019", tuple(range(34))),
     "ade20k": ("ADE_{split}_{i:08d}", tuple(range(151))),
     "cocostuff": ("{i:012d}", (*range(182), 255)),
 }
-
-
-def raw_label_values(name: str) -> tuple[int, ...]:
-    """The values a raw label of dataset `name` may hold."""
-    return _TINY[name][1]
 
 
 def write_tiny_dataset(
@@ -40,7 +35,7 @@ def write_tiny_dataset(
     Images are random RGB, labels random raw values (every value present when h*w allows).
     """
     layout = get_layout(name)
-    stem_format, values = _TINY[name]
+    stem_format, values = _TINY[layout.family]
     base = Path(root) / layout.root_subdir if layout.root_subdir else Path(root)
     rng = np.random.default_rng(seed)
     h, w = size

@@ -32,8 +32,6 @@ from training.data.synthcity.objects import (
 )
 from training.data.synthcity.shapes import Part, jitter
 
-FAR = np.float32(1e6)  # depth of "nothing here" on a plane (finite: keeps the arithmetic clean)
-
 # Strength of the multiplicative texture noise per train id.
 TEXTURE = np.full(256, 0.04, np.float32)
 TEXTURE[[VEGETATION, TERRAIN, ROAD, SIDEWALK, BUILDING, SKY]] = (0.35, 0.2, 0.07, 0.06, 0.06, 0.01)
