@@ -306,3 +306,36 @@ def test_eval_cli_rejects_a_bad_boundary_tolerance(capsys: pytest.CaptureFixture
         eval_main(["run/last.pt", "--data-root", ".", "--boundary-tolerance", "wide"])
     err = capsys.readouterr().err
     assert "--boundary-tolerance" in err and "'cheng', got 'wide'" in err
+
+
+def _sweep_run(arm: str, seed: int, miou: float, bf3: float) -> dict:
+    boundary = {t: {"mBF": bf3 / 2, "mBIoU": 0.1} for t in ("1", "3", "5", "cheng")}
+    boundary["3"]["mBF"] = bf3
+    return {
+        "arm": arm, "seed": seed, "metrics": {"mIoU": miou, "pixel_acc": 0.9},
+        "boundary": boundary, "recipe": {"iterations": 600}, "train_seconds": 300.0,
+        "source_commit": "261fac7e",
+    }  # fmt: skip
+
+
+def test_sweep_summary_tables() -> None:
+    """scripts/experiments/summarise.py: mean ± sample sd over seeds, differences paired by seed."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts/experiments/summarise.py"
+    spec = importlib.util.spec_from_file_location("summarise", path)
+    assert spec is not None and spec.loader is not None
+    summarise = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summarise)
+    runs = [
+        _sweep_run("ce_equal_compute", 0, 0.25, 0.20),
+        _sweep_run("ce_equal_compute", 1, 0.27, 0.22),
+        _sweep_run("cpg_l1_k3", 0, 0.28, 0.30),
+        _sweep_run("cpg_l1_k3", 2, 0.30, 0.31),  # seed 2 has no CE twin: not paired
+    ]
+    text = summarise.tables(runs)
+    # mIoU 25 and 27 %: mean 26, sample sd sqrt(2) = 1.41; mBF@3 20 and 22 %
+    assert "| CE, equal compute | 0, 1 | 26.00 ± 1.41 | 21.00 ± 1.41 |" in text
+    # paired (seed 0 only): mIoU 28 - 25, mBF@1 15 - 10, mBF@3 30 - 20
+    assert "| CPG λ=1 k=3 | 0 | +3.00 | +5.00 | +10.00 |" in text
