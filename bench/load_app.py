@@ -4,14 +4,17 @@
     python bench/load_app.py --url http://127.0.0.1:7860/ --pid PID   # an app already running
 
 Starts `app.py` itself (offline, temp files in a temp dir) unless `--url` is given, checks
-that every request is answered without error, and samples the server's resident memory
-(VmRSS from /proc/PID/status) over several rounds to show whether it stays steady.
+that every request is answered without error and that every mask file it downloads is the
+same whole PNG as the warm-up's (the same image gives the same mask), and samples the
+server's resident memory (VmRSS from /proc/PID/status) over several rounds to show whether it
+stays steady.
 Prints a Markdown summary; exits 1 if any request failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import platform
 import statistics
@@ -19,11 +22,13 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 sys.path.insert(0, str(ROOT / "tests"))
 
 
@@ -57,29 +62,53 @@ class Sampler(threading.Thread):
             self.stop.wait(self.interval)
 
 
-def run_client(url: str, image: Path, model: str, requests: int, done: list[int], lock):
-    """One client: `requests` sequential /segment calls; returns (latencies, errors)."""
+def fetch(file_data: dict) -> bytes:
+    """The bytes of a file answer (a Gradio FileData dict) downloaded from the server."""
+    with urllib.request.urlopen(file_data["url"], timeout=120) as response:
+        return response.read()
+
+
+def check_mask(data: bytes, reference: bytes | None) -> None:
+    """A mask file must be a whole PNG, byte-identical to the reference answer."""
+    if not data.startswith(PNG_SIGNATURE) or (reference is not None and data != reference):
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        raise RuntimeError(f"broken mask file: {len(data)} bytes, sha256 {digest}...")
+
+
+def run_client(
+    url: str,
+    image: Path,
+    model: str,
+    requests: int,
+    done: list[int],
+    lock,
+    reference: bytes | None = None,
+):
+    """One client: `requests` sequential /segment calls, each mask downloaded and checked
+    against `reference`; returns (latencies, errors, last mask bytes)."""
     from gradio_client import Client, handle_file
 
     client = Client(url, verbose=False, download_files=False)
-    latencies, errors = [], []
+    latencies, errors, data = [], [], b""
     for _ in range(requests):
         start = time.perf_counter()
         try:
-            _, shares, _ = client.predict(
+            mask, shares, _ = client.predict(
                 handle_file(str(image)), model, "onnx", api_name="/segment"
             )
             if not shares["data"]:
                 raise RuntimeError("empty class table")
+            data = fetch(mask)
+            check_mask(data, reference)
             latencies.append(time.perf_counter() - start)
         except Exception as error:  # count every failure, whatever its kind
             errors.append(f"{type(error).__name__}: {error}")
         with lock:
             done[0] += 1
-    return latencies, errors
+    return latencies, errors, data
 
 
-def run_round(url: str, pid: int, args: argparse.Namespace):
+def run_round(url: str, pid: int, args: argparse.Namespace, reference: bytes):
     """`args.clients` concurrent clients; returns (wall s, latencies, errors, RSS samples)."""
     done, lock = [0], threading.Lock()
     sampler = Sampler(pid, done)
@@ -87,15 +116,17 @@ def run_round(url: str, pid: int, args: argparse.Namespace):
     start = time.perf_counter()
     with ThreadPoolExecutor(args.clients) as pool:
         futures = [
-            pool.submit(run_client, url, Path(args.image), args.model, args.requests, done, lock)
+            pool.submit(
+                run_client, url, Path(args.image), args.model, args.requests, done, lock, reference
+            )
             for _ in range(args.clients)
         ]
         results = [future.result() for future in futures]
     wall = time.perf_counter() - start
     sampler.stop.set()
     sampler.join()
-    latencies = [t for lat, _ in results for t in lat]
-    errors = [e for _, errs in results for e in errs]
+    latencies = [t for lat, _, _ in results for t in lat]
+    errors = [e for _, errs, _ in results for e in errs]
     return wall, latencies, errors, [mib for _, mib in sampler.samples] + [rss_mib(pid)]
 
 
@@ -127,10 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     rounds = []  # per round: (wall s, latencies, errors, RSS samples)
     try:
-        run_client(url, Path(args.image), args.model, 2, [0], threading.Lock())  # warm-up
+        _, warm_errors, reference = run_client(  # warm-up; its mask is the reference
+            url, Path(args.image), args.model, 2, [0], threading.Lock()
+        )
+        if warm_errors:
+            raise SystemExit(f"load_app: the warm-up request failed: {warm_errors[0]}")
         baseline = rss_mib(pid)
         for _ in range(args.rounds):
-            rounds.append(run_round(url, pid, args))
+            rounds.append(run_round(url, pid, args, reference))
             time.sleep(1.0)
         after = rss_mib(pid)
     finally:

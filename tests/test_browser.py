@@ -6,6 +6,7 @@ Outside CI a missing browser skips with a reason; with CI=true it fails.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -36,9 +37,13 @@ def require_browser() -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_test_model(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     require_browser()
-    model_dir = build_test_model(tmp_path_factory.getbasetemp())
     process, url = start_app(tmp_path_factory.mktemp("browser_app"), "--model", str(model_dir))
     yield url
     stop_app(process)
@@ -83,10 +88,13 @@ def save_screenshot(browser, tmp_path: Path, name: str) -> Path:
     return path
 
 
-def test_upload_shows_the_annotated_result(server: str, driver, tmp_path: Path) -> None:
+def test_upload_shows_the_annotated_result(
+    server: str, driver, model_dir: Path, tmp_path: Path
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    config = json.loads((model_dir / "config.json").read_text())
     driver.get(server)
     wait = WebDriverWait(driver, TIMEOUT)
     upload = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#input-image input[type=file]"))
@@ -102,6 +110,15 @@ def test_upload_shows_the_annotated_result(server: str, driver, tmp_path: Path) 
     legend = [b.text for b in driver.find_elements(By.CSS_SELECTOR, "#overlay button") if b.text]
     assert len(masks) == len(legend) > 0
     assert legend == table_classes  # one overlay layer per class present, same order
+    # Each legend entry is coloured with its class's palette colour (from config.json).
+    palette = dict(zip(config["classes"], config["palette"], strict=True))
+    for button in driver.find_elements(By.CSS_SELECTOR, "#overlay button"):
+        if button.text:
+            colour = button.value_of_css_property("background-color")  # rgba(r, g, b, a)
+            rgb = [int(float(v)) for v in colour[colour.index("(") + 1 : -1].split(",")[:3]]
+            assert rgb == palette[button.text], (button.text, colour)
+    status = driver.find_element(By.ID, "status").text
+    assert "trained on SynthCity" in status  # the model's own description, on the page
     assert not driver.find_elements(By.CSS_SELECTOR, ".toast-body.error")
 
     path = save_screenshot(driver, tmp_path, "demo.png")
