@@ -1,6 +1,12 @@
 """Benchmark of the CPG loss: sparse implementation vs the direct (dense) form vs cross-entropy.
 
     python bench/loss.py [--repeats 7] [--output runs/bench/loss.md]
+    python bench/loss.py --count-ops [--sizes 96x128 192x256] [--classes 19 150]
+
+``--count-ops`` counts, with torch.profiler on the CPU, the aten ops and host syncs of one
+forward + backward of the sparse and the dense path (``CPGLoss(path=...)``) at each size and
+class count: the dense path's counts stay the same, the sparse path's grow.
+
 
 Settings: ``torch.set_num_threads(2)`` (``--threads``), CPU, B=2, 512x512, float32 logits
 (3 * randn), blocky labels (per image: 16 Voronoi cells, 8 rectangles, 4 thin 1-3 px segments,
@@ -26,6 +32,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -40,12 +47,16 @@ CLASSES = (19, 150, 171)
 KERNELS = (3, 5, 7)
 
 
-def make_labels(num_classes: int, seed: int = 0) -> torch.Tensor:
-    """Blocky (B, H, W) uint8 labels: Voronoi cells, rectangles, thin lines, an ignored box."""
+def make_labels(
+    num_classes: int, seed: int = 0, size: tuple[int, int, int] = (B, H, W)
+) -> torch.Tensor:
+    """Blocky (B, H, W) uint8 labels: Voronoi cells, rectangles, thin lines, an ignored box
+    (H and W at least 65)."""
     g = torch.Generator().manual_seed(seed)
-    out = torch.empty(B, H, W, dtype=torch.uint8)
+    n, H, W = size  # noqa: N806 (the module's names for the image size)
+    out = torch.empty(n, H, W, dtype=torch.uint8)
     yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
-    for b in range(B):
+    for b in range(n):
         seeds = torch.rand(16, 2, generator=g) * torch.tensor([H, W])
         d = (yy[None] - seeds[:, 0, None, None]) ** 2 + (xx[None] - seeds[:, 1, None, None]) ** 2
         lab = torch.randint(0, num_classes, (16,), generator=g)[d.argmin(0)]
@@ -96,13 +107,24 @@ def ce_loss(logits: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def ours(logits: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
+    """Our loss on its default path ("auto": sparse on the CPU, dense on CUDA if it fits)."""
     return CPGLoss(k, IGNORE)(logits, target)
+
+
+def ours_sparse(logits: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
+    return CPGLoss(k, IGNORE, path="sparse")(logits, target)
+
+
+def ours_dense(logits: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
+    return CPGLoss(k, IGNORE, path="dense")(logits, target)
 
 
 METHODS: dict[str, Callable[..., torch.Tensor]] = {
     "ce": ce_loss,
     "direct": direct_cpg,
     "ours": ours,
+    "sparse": ours_sparse,
+    "dense": ours_dense,
 }
 
 
@@ -192,6 +214,89 @@ def profile_ours(c: int, k: int, runs: int) -> None:
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 
+SYNC_OPS = ("aten::nonzero", "aten::_local_scalar_dense", "aten::_unique2", "aten::unique_dim")
+
+
+@contextmanager
+def _counting_tolist():
+    """Count ``Tensor.tolist`` calls: a host read the CPU profiler does not show as an op."""
+    calls = [0]
+    original = torch.Tensor.tolist
+
+    def counted(self: torch.Tensor):
+        calls[0] += 1
+        return original(self)
+
+    torch.Tensor.tolist = counted
+    try:
+        yield calls
+    finally:
+        torch.Tensor.tolist = original
+
+
+def op_counts(path: str, c: int, size: tuple[int, int, int], k: int) -> dict[str, int]:
+    """Ops of one forward + backward of our loss on ``path``, counted by torch.profiler (CPU).
+
+    dispatched: aten ops not nested in another aten op (each one is at least one kernel launch
+    on a GPU); all: every aten event; syncs: host reads (nonzero, scalar reads, unique, tolist),
+    each a stream sync on a GPU."""
+    from torch.profiler import ProfilerActivity, profile
+
+    target = make_labels(c, size=size).long()
+    torch.manual_seed(1)
+    logits = torch.randn(size[0], c, *size[1:]).mul_(3).requires_grad_()
+    loss = CPGLoss(k, IGNORE, path=path)
+    loss(logits, target).backward()  # warm-up (cached kernels)
+    logits.grad = None
+    with _counting_tolist() as tolist, profile(activities=[ProfilerActivity.CPU]) as prof:
+        loss(logits, target).backward()
+    events = prof.events()
+
+    def nested(event) -> bool:
+        parent = event.cpu_parent
+        while parent is not None and not parent.name.startswith("aten::"):
+            parent = parent.cpu_parent
+        return parent is not None
+
+    aten = [e for e in events if e.name.startswith("aten::")]
+    counts = {
+        "dispatched": sum(not nested(e) for e in aten),
+        "all": len(aten),
+        "nonzero": sum(e.name == "aten::nonzero" for e in aten),
+        "scalar reads": sum(e.name == "aten::_local_scalar_dense" for e in aten),
+        "tolist": tolist[0],
+    }
+    counts["syncs"] = sum(e.name in SYNC_OPS for e in aten) + tolist[0]
+    return counts
+
+
+def count_ops(classes: list[int], sizes: list[tuple[int, int]], k: int, batch: int) -> None:
+    """Print a table of op and sync counts per forward + backward, both paths."""
+    cols = ["dispatched", "all", "nonzero", "scalar reads", "tolist", "syncs"]
+    print(f"CPG loss, one forward + backward on the CPU, B={batch}, k={k}, torch.profiler")
+    print(
+        "| path | C | H x W | aten ops (dispatched) | aten events (all) | nonzero | "
+        "scalar reads | tolist | syncs |"
+    )
+    print("|---" * 9 + "|")
+    for path in ("sparse", "dense"):
+        for c in classes:
+            for h, w in sizes:
+                n = op_counts(path, c, (batch, h, w), k)
+                print(
+                    f"| {path} | {c} | {h} x {w} | " + " | ".join(str(n[x]) for x in cols) + " |",
+                    flush=True,
+                )
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """argparse type: "HxW" with H, W >= 65 (the label maker's smallest)."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(v.isdigit() and int(v) >= 65 for v in parts):
+        raise argparse.ArgumentTypeError(f"size must be HxW with H, W >= 65, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7, help="timed runs per case (median)")
@@ -212,6 +317,20 @@ def main() -> None:
     ap.add_argument(
         "--profile", action="store_true", help="torch.profiler table of ours (first C and k)"
     )
+    ap.add_argument(
+        "--count-ops",
+        action="store_true",
+        help="count aten ops and host syncs per forward+backward of the sparse and dense paths "
+        "(first k; --sizes, --classes 19 150 by default)",
+    )
+    ap.add_argument(
+        "--sizes",
+        nargs="+",
+        type=image_size,
+        default=[(96, 128), (192, 256)],
+        help="HxW for --count-ops",
+    )
+    ap.add_argument("--batch", type=int, default=2, help="batch size for --count-ops")
     args = ap.parse_args()
     global clock
     clock = CLOCKS[args.clock]
@@ -221,6 +340,10 @@ def main() -> None:
         return
     if args.profile:
         profile_ours(args.classes[0], args.kernels[0], args.repeats)
+        return
+    if args.count_ops:
+        classes = args.classes if args.classes != list(CLASSES) else [19, 150]
+        count_ops(classes, args.sizes, args.kernels[0], args.batch)
         return
     mib = 2.0**20
     rows = [

@@ -191,10 +191,11 @@ def test_exclude_mode_has_no_entries_at_ignored_edges():
     [torch.full((2, 9, 10), 3), torch.full((2, 9, 10), IGN)],
     ids=["single-class", "all-ignored"],
 )
+@pytest.mark.parametrize("path", ["sparse", "dense"])
 @pytest.mark.parametrize("mode", ["exclude", "reference"])
-def test_empty_boundary_gives_zero_with_graph(target: torch.Tensor, mode: str):
+def test_empty_boundary_gives_zero_with_graph(target: torch.Tensor, mode: str, path: str):
     logits = torch.randn(2, 5, 9, 10, requires_grad=True)
-    loss = CPGLoss(5, IGN, mode)(logits, target)
+    loss = CPGLoss(5, IGN, mode, path)(logits, target)
     assert loss.item() == 0.0
     loss.backward()
     assert logits.grad is not None and not logits.grad.any()
@@ -261,6 +262,8 @@ def test_bad_settings_raise():
         CPGLoss(4)
     with pytest.raises(ValueError, match="ignore_mode"):
         CPGLoss(3, ignore_mode="zero")
+    with pytest.raises(ValueError, match=r"CPG path must be one of .* got 'gpu'"):
+        CPGLoss(3, path="gpu")
     with pytest.raises(ValueError, match="'out'"):
         SegmentationObjective()({"aux": torch.randn(1, 2, 4, 4)}, torch.zeros(1, 4, 4).long())
 
@@ -343,10 +346,11 @@ def published_reference_cpg(logits: torch.Tensor, label: torch.Tensor, k: int) -
     return (gt_grad_int / scale - pred_grad)[edge_gt_valid].square().mean()
 
 
+@pytest.mark.parametrize("path", ["sparse", "dense"])
 @pytest.mark.parametrize("k", [3, 5, 7])
 @pytest.mark.parametrize(("c", "b", "h", "w"), [(2, 2, 13, 15), (6, 2, 14, 19)])
 def test_reference_mode_matches_published_formula_with_ignored_pixels(
-    k: int, c: int, b: int, h: int, w: int
+    k: int, c: int, b: int, h: int, w: int, path: str
 ):
     """ignore_mode="reference" drops entries centred on ignored pixels, as the authors' code."""
     target = blocky(b, h, w, c, seed=31 * k + c, ignore=True)
@@ -354,7 +358,80 @@ def test_reference_mode_matches_published_formula_with_ignored_pixels(
     logits = (3 * torch.randn(b, c, h, w, dtype=torch.float64)).requires_grad_()
     want = published_reference_cpg(logits, target, k)
     (want_grad,) = torch.autograd.grad(want, logits)
-    got = CPGLoss(k, IGN, "reference")(logits, target)
+    got = CPGLoss(k, IGN, "reference", path)(logits, target)
     (got_grad,) = torch.autograd.grad(got, logits)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=0)
     torch.testing.assert_close(got_grad, want_grad, rtol=1e-9, atol=1e-14)
+
+
+@pytest.mark.parametrize("mode", ["exclude", "reference"])
+@pytest.mark.parametrize("k", [3, 5, 7])
+@pytest.mark.parametrize("c", [2, 19])
+def test_dense_path_matches_sparse_path(c: int, k: int, mode: str):
+    """The GPU-style dense path gives the CPU sparse path's value and gradient (float32)."""
+    target = blocky(2, 23, 29, c, seed=100 * k + c, ignore=True)
+    logits = (3 * torch.randn(2, c, 23, 29)).requires_grad_()
+    results = []
+    for path in ("sparse", "dense"):
+        value = CPGLoss(k, IGN, mode, path)(logits, target)
+        results.append((value, *torch.autograd.grad(value, logits)))
+    (v_sparse, g_sparse), (v_dense, g_dense) = results
+    assert v_sparse > 0
+    torch.testing.assert_close(v_dense, v_sparse, rtol=1e-5, atol=0)
+    torch.testing.assert_close(g_dense, g_sparse, rtol=1e-5, atol=1e-5 * g_sparse.abs().max())
+
+
+def _profiled_counts(fn) -> tuple[int, int]:
+    """(dispatched aten ops, host syncs) of ``fn()`` on the CPU.
+
+    Dispatched ops: aten ops not nested in another aten op (on a GPU each is a kernel launch
+    at least; nested ones are a CPU kernel's internals).  Syncs: nonzero and scalar reads."""
+    from torch.profiler import ProfilerActivity, profile
+
+    def outermost(event) -> bool:
+        parent = event.cpu_parent
+        while parent is not None:
+            if parent.name.startswith("aten::"):
+                return False
+            parent = parent.cpu_parent
+        return True
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = prof.events()
+    ops = sum(e.name.startswith("aten::") and outermost(e) for e in events)
+    syncs = sum(e.name in ("aten::nonzero", "aten::_local_scalar_dense") for e in events)
+    return ops, syncs
+
+
+@pytest.mark.parametrize("k", [3, 7])
+def test_dense_path_op_count_does_not_grow_with_size_or_classes(k: int):
+    def fwd_bwd(c: int, h: int, w: int, path: str):
+        target = blocky(2, h, w, c, seed=c, ignore=True)
+        logits = torch.randn(2, c, h, w, requires_grad=True)
+        return lambda: CPGLoss(k, IGN, path=path)(logits, target).backward()
+
+    small, large = (3, 12, 12), (19, 128, 128)
+    for case in (small, large):
+        fwd_bwd(*case, "dense")()  # warm-up (cached kernels)
+    dense = {_profiled_counts(fwd_bwd(*case, "dense")) for case in (small, large)}
+    assert len(dense) == 1, dense  # the same counts for both sizes and class counts
+    ((_, syncs),) = dense
+    assert syncs == 1  # the label check only
+    sparse = [_profiled_counts(fwd_bwd(*case, "sparse")) for case in (small, large)]
+    assert sparse[1][0] > sparse[0][0]  # the sparse path grows (so this measure can fail)
+
+
+@pytest.mark.parametrize(
+    ("device", "available", "want"),
+    [("cpu", 2**40, "sparse"), ("cuda", 2**30, "dense"), ("cuda", 2**23, "sparse")],
+)
+def test_auto_path_by_device_and_free_memory(
+    monkeypatch: pytest.MonkeyPatch, device: str, available: int, want: str
+):
+    """auto: sparse on the CPU; on CUDA dense when its memory fits (4 MB of logits here)."""
+    monkeypatch.setattr(losses_module, "_cuda_available_bytes", lambda dev: available)
+    got = losses_module._resolve_path("auto", torch.device(device), 10**6, 4)
+    assert got == want
+    for path in ("sparse", "dense"):
+        assert losses_module._resolve_path(path, torch.device(device), 10**6, 4) == path

@@ -32,11 +32,17 @@ computed exactly from the integer labels, jobs without a boundary entry are drop
 (log-sum-exp evaluated only at pixels within k // 2 of a boundary entry).  Both use the
 kernels' separable form (``r = k // 2`` rank-one terms).  A custom autograd function does
 this in chunks (recomputing them in backward unless they are small), so no B x C x H x W
-intermediate (softmax, one-hot, convolution output, mask) is ever built.
+intermediate (softmax, one-hot, convolution output, mask) is ever built.  This *sparse* path
+suits the CPU; its op count grows with the number of chunks and it reads sizes back to the
+host (``nonzero``, ``tolist``), which on a GPU means many kernel launches and stream syncs.
+The *dense* path (``path="dense"``, chosen by ``path="auto"`` on CUDA when its memory fits)
+convolves whole (B, C, H, W) tensors instead: a fixed number of ops and no host sync besides
+the label check, for about 9.5x the logits' size in extra memory.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 
@@ -50,6 +56,7 @@ __all__ = ["CPGLoss", "SegmentationObjective", "cpg_kernels"]
 
 KERNEL_SIZES = (3, 5, 7)
 IGNORE_MODES = ("exclude", "reference")
+PATHS = ("auto", "sparse", "dense")
 _CHUNK = 1 << 17  # elements per chunk of gathered patches / columns (more for large logits)
 _KEEP = 1 / 16  # keep forward chunks for backward if they total at most this x logits' size
 
@@ -426,6 +433,63 @@ class _CPGFunction(torch.autograd.Function):
         return grad, None, None
 
 
+@functools.lru_cache(maxsize=32)
+def _dense_weight(k: int, c: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, int]:
+    """Depthwise (2C, 1, k, k) integer kernels and their scale, cached per device: a copy to
+    the GPU on every call would wait for the stream."""
+    kint, scale = _integer_kernels(k)
+    weight = kint.t().reshape(2, 1, k, k).to(device=device, dtype=dtype).repeat(c, 1, 1, 1)
+    return weight, scale
+
+
+def _dense_cpg(x: Tensor, lab: Tensor, k: int, exclude: bool) -> Tensor:
+    """The CPG loss over dense (B, C, 2, H, W) tensors: a fixed number of ops, no host sync.
+
+    ``grad_G`` is a depthwise conv of the one-hot labels with the integer kernels (integer
+    sums: exact in float32, so the boundary equals the sparse path's), ``grad_P`` one of the
+    softmax with the kernels; autograd gives the gradient.  Used on GPUs (see ``path``)."""
+    b, c, h, w = x.shape
+    r = k // 2
+    weight, scale = _dense_weight(k, c, x.dtype, x.device)
+    with torch.no_grad():
+        onehot = x.new_zeros(b, c + 1, h, w).scatter_(1, lab[:, None].long(), 1)[:, :c]
+        gint = F.conv2d(F.pad(onehot, (r, r, r, r), mode="replicate"), weight, groups=c)
+        del onehot
+        gint = gint.view(b, c, 2, h, w)
+        invalid = _invalid_pixels(lab, c, k, exclude)
+        mask = (gint != 0).logical_and_(~invalid[:, None, None])
+        count = mask.sum()
+        g = gint.div_(scale)
+    grad_p = F.conv2d(
+        F.pad(torch.softmax(x, 1), (r, r, r, r), mode="replicate"), weight / scale, groups=c
+    )
+    diff = torch.where(mask, g - grad_p.view(b, c, 2, h, w), 0)
+    return diff.square().sum() / count.clamp(min=1)  # no boundary entry: 0 (a valid graph)
+
+
+# Extra memory of the dense path in units of the logits' size: one forward + backward peaked
+# at 9.5x, beside the logits' gradient (bench/loss.py --memory-case dense, C = 19 and 150).
+_DENSE_BYTES_FACTOR = 13
+_DENSE_MEMORY_SHARE = 0.5  # "auto": dense if it needs at most this share of free GPU memory
+
+
+def _cuda_available_bytes(device: torch.device) -> int:
+    """Free device memory plus what PyTorch's caching allocator holds unused."""
+    free, _total = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+
+
+def _resolve_path(path: str, device: torch.device, numel: int, itemsize: int) -> str:
+    """The path to run, "sparse" or "dense", for ``path`` ("auto": dense on CUDA if it fits)."""
+    if path != "auto":
+        return path
+    if device.type != "cuda":
+        return "sparse"
+    need = _DENSE_BYTES_FACTOR * numel * itemsize
+    fits = need <= _DENSE_MEMORY_SHARE * _cuda_available_bytes(device)
+    return "dense" if fits else "sparse"
+
+
 def _prepare_target(target: Tensor, num_classes: int, ignore_index: int) -> Tensor:
     """Validate labels; return int16 (or int32) labels, ignored pixels mapped to ``num_classes``."""
     if target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool:
@@ -472,20 +536,31 @@ class CPGLoss(nn.Module):
     """Convolution-based Probability Gradient loss: ``CPGLoss(k)(logits, target) -> scalar``."""
 
     def __init__(
-        self, kernel_size: int = 3, ignore_index: int = 255, ignore_mode: str = "exclude"
+        self,
+        kernel_size: int = 3,
+        ignore_index: int = 255,
+        ignore_mode: str = "exclude",
+        path: str = "auto",
     ) -> None:
+        """``path``: "sparse" (boundary tiles only, least memory; tuned for the CPU), "dense"
+        (whole-tensor convs: a fixed number of kernels and no host sync; for GPUs) or "auto"
+        (dense on CUDA when its estimated memory fits, else sparse).  Both give the same
+        value and gradient."""
         super().__init__()
         _check_kernel_size(kernel_size)
         if ignore_mode not in IGNORE_MODES:
             raise ValueError(f"ignore_mode must be one of {IGNORE_MODES}, got {ignore_mode!r}")
+        if path not in PATHS:
+            raise ValueError(f"CPG path must be one of {PATHS}, got {path!r}")
         self.kernel_size = kernel_size
         self.ignore_index = ignore_index
         self.ignore_mode = ignore_mode
+        self.path = path
 
     def extra_repr(self) -> str:
         return (
             f"kernel_size={self.kernel_size}, ignore_index={self.ignore_index}, "
-            f"ignore_mode={self.ignore_mode!r}"
+            f"ignore_mode={self.ignore_mode!r}, path={self.path!r}"
         )
 
     def _jobs(self, target: Tensor, num_classes: int) -> _Jobs:
@@ -518,6 +593,9 @@ class CPGLoss(nn.Module):
         with torch.autocast(device_type=logits.device.type, enabled=False):
             x = logits if logits.dtype == torch.float64 else logits.float()
             x = _resize_to(x, target.shape[-2:]).contiguous()
+            if _resolve_path(self.path, x.device, x.numel(), x.element_size()) == "dense":
+                lab = _prepare_target(target, x.shape[1], self.ignore_index)
+                return _dense_cpg(x, lab, self.kernel_size, self.ignore_mode == "exclude")
             jobs = self._jobs(target, x.shape[1])
             return _CPGFunction.apply(x, jobs, self.kernel_size)
 
@@ -532,6 +610,7 @@ class SegmentationObjective(nn.Module):
         ignore_index: int = 255,
         aux_weight: float = 0.4,
         ignore_mode: str = "exclude",
+        cpg_path: str = "auto",
     ) -> None:
         super().__init__()
         if cpg_lambda < 0:
@@ -539,7 +618,7 @@ class SegmentationObjective(nn.Module):
         self.cpg_lambda = float(cpg_lambda)
         self.ignore_index = ignore_index
         self.aux_weight = float(aux_weight)
-        self.cpg = CPGLoss(kernel_size, ignore_index, ignore_mode)
+        self.cpg = CPGLoss(kernel_size, ignore_index, ignore_mode, cpg_path)
 
     def _ce(self, logits: Tensor, target: Tensor, name: str) -> Tensor:
         if logits.dim() != 4:
@@ -569,5 +648,5 @@ class SegmentationObjective(nn.Module):
         if self.cpg_lambda > 0:
             cpg = self.cpg(out, target)
             total = total + self.cpg_lambda * cpg
-        terms = {"ce": ce, "aux_ce": aux_ce, "cpg": cpg, "total": total}
-        return total, {n: float(v.detach()) for n, v in terms.items()}
+        values = torch.stack([ce, aux_ce, cpg, total]).detach().tolist()  # one host sync
+        return total, dict(zip(("ce", "aux_ce", "cpg", "total"), values, strict=True))
