@@ -22,6 +22,7 @@ from zoo.config import (
 )
 from zoo.errors import HubUnreachableError, ModelNotAvailableError
 from zoo.modeldir import interrupted_replacement, verify_files
+from zoo.preprocess import MAX_IMAGE_PIXELS
 from zoo.registry import MODELS
 from zoo.segmenter import AUTO, Segmenter, _Auto
 
@@ -52,6 +53,7 @@ def load(
     batch_size: int = 1,
     providers: list[Any] | None = None,
     num_threads: int | None = None,
+    max_pixels: int | None = MAX_IMAGE_PIXELS,
     verify: bool = True,
 ) -> Segmenter:
     """Load a model for inference.
@@ -68,6 +70,8 @@ def load(
     mode, max_side, batch_size: the `Segmenter`'s defaults (see `zoo.segmenter`).
     providers: explicit ONNX Runtime providers, overriding the device's choice.
     num_threads: ONNX Runtime intra-op threads (default: ONNX Runtime's).
+    max_pixels: refuse larger images (default `zoo.preprocess.MAX_IMAGE_PIXELS`, 50 MP;
+        None: no limit).
     verify: check the model file against the sha256 that config.json records (once per file
         version in a process); False for files changed on purpose.
 
@@ -86,7 +90,26 @@ def load(
     if verify:
         verify_files(model_dir, [ONNX_FILES[precision] if chosen == "onnx" else WEIGHTS_NAME])
     engine = _build_backend(model_dir, config, chosen, device, precision, providers, num_threads)
-    return Segmenter(engine, config, model_dir, mode=mode, max_side=max_side, batch_size=batch_size)
+    return Segmenter(
+        engine,
+        config,
+        model_dir,
+        mode=mode,
+        max_side=max_side,
+        batch_size=batch_size,
+        max_pixels=max_pixels,
+        precision=precision,
+        source=os.fspath(name),
+        revision=hub_commit(model_dir),
+    )
+
+
+def hub_commit(model_dir: Path) -> str | None:
+    """The commit sha of a snapshot folder of the Hub cache (`.../snapshots/<sha>`), the exact
+    revision a Hub load resolved to; None for other directories."""
+    sha = model_dir.name
+    is_sha = len(sha) == 40 and all(c in "0123456789abcdef" for c in sha)
+    return sha if is_sha and model_dir.parent.name == "snapshots" else None
 
 
 def resolve_model_dir(

@@ -4,8 +4,16 @@ Writes one palette PNG per image (mode "P" with the model's palette, `<stem>.png
 relative folder structure of each folder/glob argument kept under `--out`) and, with
 `--overlay`, `<stem>_overlay.jpg` (or `.png` with `--overlay-format png`). Images are decoded
 by a thread pool ahead of the model and outputs are encoded and written (atomically) by
-another, so reading, inference and writing overlap. Unreadable files are reported on stderr
-and skipped; the exit code is then 1 (2 for a usage or model error).
+another, so reading, inference and writing overlap. Unreadable files, and images over
+`--max-pixels` (default 50 MP, checked from the file header before decoding), are reported on
+stderr and skipped; the exit code is then 1 (2 for a usage or model error).
+
+Output names: `<relative path without suffix>.png`. When two inputs would get the same name
+(`a.jpg` and `a.png` in one folder), the first keeps it and each later one gets its suffix
+appended (`a_png.png`), then a counter (`a_2.png`) if that is taken too; nothing is
+overwritten. Images whose longer side exceeds `--max-side` are processed downscaled (JPEGs are
+decoded at reduced scale) and their masks upsampled to the full size; a note says how many and
+by how much (`-v`: each one); `--max-side 0` processes at full size.
 """
 
 from __future__ import annotations
@@ -25,7 +33,14 @@ from tqdm import tqdm
 
 from zoo.config import write_bytes_atomic
 from zoo.errors import ModelFileError, ModelNotAvailableError
-from zoo.preprocess import IMAGE_EXTENSIONS, read_image
+from zoo.preprocess import (
+    IMAGE_EXTENSIONS,
+    MAX_IMAGE_PIXELS,
+    DecodedImage,
+    open_image,
+    scaled_size,
+)
+from zoo.segmenter import BatchPredictionError, Segmenter
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR = 0, 1, 2
 
@@ -149,18 +164,35 @@ def _parser() -> argparse.ArgumentParser:
         "full resolution in slide mode; 0 = full resolution)",
     )
     parser.add_argument("--mode", default="whole", choices=["whole", "slide"])
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=MAX_IMAGE_PIXELS,
+        help=f"skip images with more pixels, read from the header before decoding (default "
+        f"{MAX_IMAGE_PIXELS:_}; 0 = no limit)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="decoding/writing threads")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="print the model's provenance (directory, Hub commit) and each downscaled image",
+    )
     return parser
 
 
 def _prefetch(
-    pool: ThreadPoolExecutor, jobs: list[Job], depth: int
-) -> Iterator[tuple[Job, Future[np.ndarray]]]:
+    pool: ThreadPoolExecutor,
+    jobs: list[Job],
+    depth: int,
+    max_pixels: int | None,
+    reduce_to: int | None,
+) -> Iterator[tuple[Job, Future[DecodedImage]]]:
     """Yield (job, future decoded image) keeping `depth` decodes in flight ahead."""
-    queue: deque[tuple[Job, Future[np.ndarray]]] = deque()
+    queue: deque[tuple[Job, Future[DecodedImage]]] = deque()
     for job in jobs:
-        queue.append((job, pool.submit(read_image, job.path)))
+        queue.append((job, pool.submit(open_image, job.path, max_pixels, reduce_to)))
         if len(queue) > depth:
             yield queue.popleft()
     while queue:
@@ -175,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     if args.max_side is not None and args.max_side < 0:
         print("zoo predict: --max-side must be >= 0", file=sys.stderr)
+        return EXIT_ERROR
+    if args.max_pixels < 0:
+        print("zoo predict: --max-pixels must be >= 0 (0 = no limit)", file=sys.stderr)
         return EXIT_ERROR
     out_dir: Path = args.out
     jobs, problems = collect_inputs(args.inputs, exclude=out_dir)
@@ -197,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             mode=args.mode,
             max_side=AUTO if args.max_side is None else args.max_side,
             batch_size=args.batch_size,
+            max_pixels=args.max_pixels or None,
         )
     except (ModelNotAvailableError, ModelFileError, ValueError, ImportError, RuntimeError) as e:
         print(f"zoo predict: cannot load model {args.model!r}: {e}", file=sys.stderr)
@@ -206,11 +242,27 @@ def main(argv: list[str] | None = None) -> int:
             f"zoo predict: {len(jobs)} image(s) with {segmenter!r} on {segmenter.providers}",
             file=sys.stderr,
         )
+    if args.verbose:
+        print(f"zoo predict: {provenance(segmenter)}", file=sys.stderr)
+    max_side = segmenter.resolved_max_side()
+    downscaled: list[float] = []  # the scale factor of each downscaled image
 
     failures = 0
     progress = tqdm(total=len(jobs), unit="img", desc="predict", disable=args.quiet)
     overlay_suffix = "_overlay." + args.overlay_format
     overlay_format = "JPEG" if args.overlay_format == "jpg" else "PNG"
+
+    def note_scale(job: Job, size: tuple[int, int]) -> None:
+        if max_side is None or max(size) <= max_side:
+            return
+        downscaled.append(max_side / max(size))
+        if args.verbose:
+            height, width = scaled_size(*size, max_side)
+            progress.write(
+                f"zoo predict: {job.path}: {size[1]}x{size[0]} processed at {width}x{height} "
+                f"({downscaled[-1]:.0%}); the mask is written at {size[1]}x{size[0]}",
+                file=sys.stderr,
+            )
 
     def write(job: Job, rgb: np.ndarray, mask: np.ndarray) -> None:
         target = out_dir / job.relative
@@ -245,21 +297,30 @@ def main(argv: list[str] | None = None) -> int:
                     report(job, error)
                 progress.update(1)
 
-        def flush(batch: list[tuple[Job, np.ndarray]]) -> None:
+        def flush(batch: list[tuple[Job, DecodedImage]]) -> None:
             try:
-                masks = segmenter.predict([rgb for _, rgb in batch], batch_size=args.batch_size)
+                masks = segmenter.predict([image for _, image in batch], batch_size=args.batch_size)
+            except BatchPredictionError as error:  # write the others, report the failed ones
+                masks = error.results
+                for index, failure in error.errors.items():
+                    report(batch[index][0], failure)
+                    progress.update(1)
             except (ValueError, RuntimeError) as error:
                 for job, _ in batch:
                     report(job, error)
                     progress.update(1)
                 return
-            for (job, rgb), mask in zip(batch, masks, strict=True):
-                writes.append((job, writers.submit(write, job, rgb, mask)))
+            for (job, image), mask in zip(batch, masks, strict=True):
+                if mask is not None:
+                    note_scale(job, image.size)
+                    writes.append((job, writers.submit(write, job, image.rgb, mask)))
             drain(2 * args.workers)
 
-        batch: list[tuple[Job, np.ndarray]] = []
+        batch: list[tuple[Job, DecodedImage]] = []
         depth = args.batch_size + 2 * args.workers
-        for job, decoded in _prefetch(readers, jobs, depth):
+        # Overlays need the full-size pixels; masks alone can come from a reduced JPEG decode.
+        reduce_to = None if args.overlay else max_side
+        for job, decoded in _prefetch(readers, jobs, depth, args.max_pixels or None, reduce_to):
             try:
                 batch.append((job, decoded.result()))
             except (ValueError, OSError) as error:
@@ -273,6 +334,13 @@ def main(argv: list[str] | None = None) -> int:
             flush(batch)
         drain(0)
     progress.close()
+    if downscaled and not args.quiet:
+        print(
+            f"zoo predict: {len(downscaled)} image(s) were processed downscaled to a longer side "
+            f"of {max_side} px ({min(downscaled):.0%} to {max(downscaled):.0%} of their size; "
+            "masks are written at full size); --max-side 0 processes at full size",
+            file=sys.stderr,
+        )
     if failures or problems:
         print(
             f"zoo predict: {len(jobs) - failures} of {len(jobs)} image(s) written to "
@@ -283,6 +351,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quiet:
         print(f"zoo predict: {len(jobs)} image(s) written to {out_dir}", file=sys.stderr)
     return EXIT_OK
+
+
+def provenance(segmenter: Segmenter) -> str:
+    """Where a loaded model's files come from: name, Hub commit and directory."""
+    text = f"model {segmenter.source or segmenter.config.model_id}"
+    if segmenter.revision:
+        text += f" at Hub commit {segmenter.revision}"
+    return f"{text} ({segmenter.precision}, files in {segmenter.model_dir})"
 
 
 if __name__ == "__main__":

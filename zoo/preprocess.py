@@ -11,18 +11,46 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ImageInput: TypeAlias = "str | os.PathLike[str] | Image.Image | np.ndarray"
+ImageInput: TypeAlias = "str | os.PathLike[str] | Image.Image | np.ndarray | DecodedImage"
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
 )
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+
+MAX_IMAGE_PIXELS: Final = 50_000_000
+"""Default pixel limit of `zoo predict`, `Segmenter` and the demo. An image with more pixels is
+refused from its header, before decoding: a 10000x10000 PNG of a few hundred KB would otherwise
+take ~1.5 GB to segment. Pass `max_pixels=None` (`--max-pixels 0`) to lift it; PIL's own
+decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`, ~179 MP) still applies to files."""
+
+
+class ImageTooLargeError(ValueError):
+    """An image has more pixels than the limit it is read under (`MAX_IMAGE_PIXELS`)."""
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An image decoded for a model: `rgb` (RGB uint8 HxWx3, possibly decoded at a reduced
+    scale, see `open_image`) and `size`, the (height, width) of the full image after EXIF
+    rotation, at which masks are returned."""
+
+    rgb: np.ndarray
+    size: tuple[int, int]
+
+    @property
+    def reduced(self) -> bool:
+        """Whether `rgb` is smaller than the full image."""
+        return tuple(self.rgb.shape[:2]) != tuple(self.size)
 
 
 def describe(image: Any) -> str:
@@ -33,22 +61,60 @@ def describe(image: Any) -> str:
         return f"array of shape {image.shape} and dtype {image.dtype}"
     if isinstance(image, Image.Image):
         return f"PIL image ({image.mode}, {image.width}x{image.height})"
+    if isinstance(image, DecodedImage):
+        return f"decoded image ({image.size[1]}x{image.size[0]})"
     return type(image).__name__
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+def check_pixels(width: int, height: int, max_pixels: int | None, name: str) -> None:
+    """Raise ImageTooLargeError naming `name` when width x height exceeds `max_pixels`
+    (None or 0: no limit)."""
+    if max_pixels and width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{name}: {width}x{height} is {width * height / 1e6:.1f} megapixels, over the limit "
+            f"of {max_pixels / 1e6:g} (raise it with max_pixels= or --max-pixels; 0 lifts it)"
+        )
+
+
+def read_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as RGB uint8 HxWx3 (EXIF orientation applied).
 
-    Raises FileNotFoundError for a missing file and ValueError for one that is not a readable
-    image, both naming the file.
+    Raises FileNotFoundError for a missing file, ImageTooLargeError (checked from the header,
+    before decoding) for one over `max_pixels`, and ValueError for one that is not a readable
+    image, all naming the file.
+    """
+    return open_image(path, max_pixels).rgb
+
+
+def open_image(
+    path: str | os.PathLike[str],
+    max_pixels: int | None = MAX_IMAGE_PIXELS,
+    reduce_to: int | None = None,
+) -> DecodedImage:
+    """Read an image file for a model that will process it with a longer side of at most
+    `reduce_to` px (None: full size).
+
+    The pixel limit is checked from the header before anything is decoded. Where the format
+    allows (JPEG), a large image is decoded at 1/2, 1/4 or 1/8 scale (`Image.draft`), never
+    below the size the model needs, which saves most of the decoding time and memory.
+    Errors as `read_image`.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
     try:
         with Image.open(path) as image:
+            width, height = image.size
+            check_pixels(width, height, max_pixels, str(path))
+            if reduce_to and max(width, height) > reduce_to:
+                target_height, target_width = scaled_size(height, width, reduce_to)
+                image.draft(image.mode, (target_width, target_height))  # no-op but for JPEG
             image.load()
-            return pil_to_rgb(image)
+            orientation = image.getexif().get(_EXIF_ORIENTATION)
+            size = (width, height) if orientation in _TRANSPOSING_ORIENTATIONS else (height, width)
+            return DecodedImage(pil_to_rgb(image), size)
+    except ImageTooLargeError:
+        raise
     except (
         UnidentifiedImageError,
         Image.DecompressionBombError,
@@ -57,6 +123,23 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         ValueError,
     ) as error:
         raise ValueError(f"cannot read image {path}: {error}") from None
+
+
+def decode(
+    image: ImageInput, max_pixels: int | None = MAX_IMAGE_PIXELS, reduce_to: int | None = None
+) -> DecodedImage:
+    """Any supported input -> `DecodedImage`, refusing images over `max_pixels`; files are
+    read with `open_image(path, max_pixels, reduce_to)`."""
+    if isinstance(image, DecodedImage):
+        check_pixels(image.size[1], image.size[0], max_pixels, describe(image))
+        return image
+    if isinstance(image, str | os.PathLike):
+        return open_image(image, max_pixels, reduce_to)
+    if isinstance(image, Image.Image):  # possibly opened lazily: check before decoding
+        check_pixels(image.width, image.height, max_pixels, describe(image))
+    rgb = to_rgb(image)  # validates arrays (dtype, shape) and rejects other types
+    check_pixels(rgb.shape[1], rgb.shape[0], max_pixels, describe(image))
+    return DecodedImage(rgb, (rgb.shape[0], rgb.shape[1]))
 
 
 def pil_to_rgb(image: Image.Image) -> np.ndarray:
@@ -99,7 +182,9 @@ def array_to_rgb(array: np.ndarray) -> np.ndarray:
 
 
 def to_rgb(image: ImageInput) -> np.ndarray:
-    """Any supported input (path, PIL image, array) -> RGB uint8 HxWx3."""
+    """Any supported input (path, PIL image, array, `DecodedImage`) -> RGB uint8 HxWx3."""
+    if isinstance(image, DecodedImage):
+        return image.rgb
     if isinstance(image, str | os.PathLike):
         return read_image(image)
     if isinstance(image, Image.Image):

@@ -9,11 +9,17 @@ Resize policy (`mode`, `max_side`):
   upsampled back bilinearly. `max_side=None` (or 0) runs at full resolution.
 - `mode="slide"`: windows of the config's `input_size` (e.g. 512x1024 for Cityscapes) with
   1/3 overlap, logits averaged over overlaps; full resolution unless `max_side` is given.
+
+Size limit (`max_pixels`, default `zoo.preprocess.MAX_IMAGE_PIXELS` = 50 MP, as the demo): a
+larger image raises `ImageTooLargeError` (a ValueError) read from the file header, before
+anything is decoded; `max_pixels=None` lifts it. JPEG files that will be downscaled are decoded
+at reduced scale (`zoo.preprocess.open_image`). A list with unusable images raises
+`BatchPredictionError` carrying the results of the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -21,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from zoo import preprocess
-from zoo.preprocess import ImageInput
+from zoo.preprocess import MAX_IMAGE_PIXELS, ImageInput
 
 if TYPE_CHECKING:
     from zoo.backends import Backend
@@ -37,6 +43,26 @@ class _Auto:
 
 
 AUTO: Final = _Auto()  # "the Segmenter's setting" / "the mode's default"
+# What makes one image of a list unusable (the others still run): missing, unreadable, too
+# large, or not an image at all.
+PER_IMAGE_ERRORS: Final = (OSError, ValueError, TypeError)
+
+
+class BatchPredictionError(ValueError):
+    """Some images of a list could not be segmented.
+
+    `results[i]` is the result (mask or probabilities) of image i, or None where it failed;
+    `errors` maps the indices of the failed images to their exceptions.
+    """
+
+    def __init__(self, results: list[np.ndarray | None], errors: dict[int, Exception]) -> None:
+        self.results = results
+        self.errors = errors
+        details = "; ".join(f"[{index}] {error}" for index, error in errors.items())
+        super().__init__(
+            f"{len(errors)} of {len(results)} image(s) could not be segmented: {details}. "
+            "The results of the others are in this error's .results (None where one failed)."
+        )
 
 
 class Segmenter:
@@ -55,6 +81,10 @@ class Segmenter:
         mode: str = "whole",
         max_side: int | _Auto | None = AUTO,
         batch_size: int = 1,
+        max_pixels: int | None = MAX_IMAGE_PIXELS,
+        precision: str = "fp32",
+        source: str | None = None,
+        revision: str | None = None,
     ) -> None:
         self.backend = backend
         self.config = config
@@ -62,6 +92,12 @@ class Segmenter:
         self.mode = _check_mode(mode)
         self.max_side = max_side
         self.batch_size = _check_batch_size(batch_size)
+        if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < 0):
+            raise ValueError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
+        self.max_pixels = max_pixels or None
+        self.precision = precision
+        self.source = source  # the name it was loaded by (registry id, hf-hub:..., directory)
+        self.revision = revision  # the Hub commit sha of the files, for Hub loads
         self.mask_dtype = np.dtype(np.uint8 if config.num_classes <= 255 else np.int32)
         self._lut = np.zeros((max(256, config.num_classes), 3), np.uint8)
         self._lut[: config.num_classes] = np.asarray(config.palette, np.uint8).reshape(-1, 3)
@@ -99,11 +135,22 @@ class Segmenter:
         return self.backend.name
 
     def __repr__(self) -> str:
-        name = self.config.model_id or (self.model_dir.name if self.model_dir else "?")
-        return (
-            f"Segmenter({name!r}, backend={self.backend_name!r}, device={self.device!r}, "
-            f"classes={self.num_classes}, mode={self.mode!r})"
+        name = (
+            self.source or self.config.model_id or (str(self.model_dir) if self.model_dir else "?")
         )
+        parts = [repr(name)]
+        if self.revision:
+            parts.append(f"revision={self.revision!r}")
+        if self.model_dir is not None and str(self.model_dir) != name:
+            parts.append(f"model_dir={str(self.model_dir)!r}")
+        parts += [
+            f"backend={self.backend_name!r}",
+            f"precision={self.precision!r}",
+            f"device={self.device!r}",
+            f"classes={self.num_classes}",
+            f"mode={self.mode!r}",
+        ]
+        return f"Segmenter({', '.join(parts)})"
 
     # ---------------------------------------------------------------- prediction
     def predict(
@@ -115,28 +162,71 @@ class Segmenter:
         max_side: int | _Auto | None = AUTO,
     ) -> np.ndarray | list[np.ndarray]:
         """Class-id mask (HxW) of an image (path, PIL image or uint8 array); a list of images
-        gives a list of masks, run `batch_size` at a time (consecutive images of one size)."""
-        if isinstance(image, list | tuple):
-            return [
-                preprocess.argmax_resized(logits, size, self.mask_dtype)
-                for logits, size in self._logits(image, batch_size, mode, max_side)
-            ]
-        ((logits, size),) = self._logits([image], batch_size, mode, max_side)
-        return preprocess.argmax_resized(logits, size, self.mask_dtype)
+        gives a list of masks, run `batch_size` at a time (consecutive images of one size).
+
+        A list with unusable images (missing, unreadable, over `max_pixels`) still runs the
+        others, then raises `BatchPredictionError` carrying their masks."""
+
+        def mask(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+            return preprocess.argmax_resized(logits, size, self.mask_dtype)
+
+        return self._map(mask, image, batch_size, mode, max_side)
 
     def predict_proba(
-        self, image: ImageInput, *, mode: str | None = None, max_side: int | _Auto | None = AUTO
-    ) -> np.ndarray:
-        """Class probabilities, float32 CxHxW at the input's resolution (sum to 1 over C)."""
-        ((logits, size),) = self._logits([image], None, mode, max_side)
-        return preprocess.softmax(preprocess.resize_logits(logits, size), axis=0)
+        self,
+        image: ImageInput | Sequence[ImageInput],
+        batch_size: int | None = None,
+        *,
+        mode: str | None = None,
+        max_side: int | _Auto | None = AUTO,
+    ) -> np.ndarray | list[np.ndarray]:
+        """Class probabilities, float32 CxHxW at the input's resolution (sum to 1 over C); a
+        list of images gives a list, run `batch_size` at a time, as `predict`."""
+
+        def proba(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+            return preprocess.softmax(preprocess.resize_logits(logits, size), axis=0)
+
+        return self._map(proba, image, batch_size, mode, max_side)
 
     def predict_logits(
         self, image: ImageInput, *, mode: str | None = None, max_side: int | _Auto | None = AUTO
     ) -> np.ndarray:
         """Raw logits, float32 CxHxW at the resolution the network ran at (before upsampling)."""
-        ((logits, _),) = self._logits([image], None, mode, max_side)
+        ((logits, _, error),) = self._logits([image], None, mode, max_side)
+        if error is not None:
+            raise error
         return logits
+
+    def resolved_max_side(
+        self, mode: str | None = None, max_side: int | _Auto | None = AUTO
+    ) -> int | None:
+        """The longer side images are downscaled to with these settings (None: full size)."""
+        return self._resolve(None, mode, max_side)[2]
+
+    def _map(
+        self,
+        finish: Callable[[np.ndarray, tuple[int, int]], np.ndarray],
+        image: ImageInput | Sequence[ImageInput],
+        batch_size: int | None,
+        mode: str | None,
+        max_side: int | _Auto | None,
+    ) -> np.ndarray | list[np.ndarray]:
+        """`finish(logits, size)` of an image, or the list of them for a list."""
+        if not isinstance(image, list | tuple):
+            ((logits, size, error),) = self._logits([image], batch_size, mode, max_side)
+            if error is not None:
+                raise error
+            return finish(logits, size)
+        results: list[np.ndarray | None] = []
+        errors: dict[int, Exception] = {}
+        outputs = self._logits(image, batch_size, mode, max_side)
+        for index, (logits, size, error) in enumerate(outputs):
+            results.append(None if error is not None else finish(logits, size))
+            if error is not None:
+                errors[index] = error
+        if errors:
+            raise BatchPredictionError(results, errors)
+        return results  # type: ignore[return-value]
 
     def _resolve(
         self, batch_size: int | None, mode: str | None, max_side: int | _Auto | None
@@ -157,30 +247,39 @@ class Segmenter:
         batch_size: int | None,
         mode: str | None,
         max_side: int | _Auto | None,
-    ) -> Iterator[tuple[np.ndarray, tuple[int, int]]]:
-        """(CxhxW logits at the processing size, original (H, W)) per image, in order."""
+    ) -> Iterator[tuple[Any, Any, Exception | None]]:
+        """(CxhxW logits at the processing size, original (H, W), None) per image, in order;
+        (None, None, the exception) for an image that could not be read."""
         batch_size, mode, max_side = self._resolve(batch_size, mode, max_side)
-        # Read and validate eagerly per image, run consecutive same-size images together.
-        if mode == "slide":
-            for image in images:
-                rgb = preprocess.to_rgb(image)
-                size = rgb.shape[:2]
-                small = preprocess.resize_rgb(rgb, preprocess.scaled_size(*size, max_side))
-                yield self._slide(small, batch_size), size
-            return
         pending: list[np.ndarray] = []
         sizes: list[tuple[int, int]] = []
+
+        def run_pending() -> Iterator[tuple[Any, Any, None]]:
+            for logits, size in zip(self._run(pending), sizes, strict=True):
+                yield logits, size, None
+            pending.clear()
+            sizes.clear()
+
+        # Read and validate eagerly per image; run consecutive same-size images together.
         for image in images:
-            rgb = preprocess.to_rgb(image)
-            size = rgb.shape[:2]
-            small = preprocess.resize_rgb(rgb, preprocess.scaled_size(*size, max_side))
+            try:
+                decoded = preprocess.decode(image, self.max_pixels, reduce_to=max_side)
+            except PER_IMAGE_ERRORS as error:
+                if pending:
+                    yield from run_pending()
+                yield None, None, error
+                continue
+            target = preprocess.scaled_size(*decoded.size, max_side)
+            small = preprocess.resize_rgb(decoded.rgb, target)
+            if mode == "slide":
+                yield self._slide(small, batch_size), decoded.size, None
+                continue
             if pending and (len(pending) == batch_size or small.shape != pending[0].shape):
-                yield from zip(self._run(pending), sizes, strict=True)
-                pending, sizes = [], []
+                yield from run_pending()
             pending.append(small)
-            sizes.append(size)
+            sizes.append(decoded.size)
         if pending:
-            yield from zip(self._run(pending), sizes, strict=True)
+            yield from run_pending()
 
     def _run(self, rgbs: Sequence[np.ndarray]) -> np.ndarray:
         batch = preprocess.normalize(rgbs, self.config.mean, self.config.std)
