@@ -435,3 +435,18 @@ def test_auto_path_by_device_and_free_memory(
     assert got == want
     for path in ("sparse", "dense"):
         assert losses_module._resolve_path(path, torch.device(device), 10**6, 4) == path
+
+
+def test_dense_path_trains_after_a_first_call_in_inference_mode():
+    """The dense path caches its kernels: one first made under inference_mode must not break
+    a later training step (inference tensors cannot be saved for backward)."""
+    losses_module._dense_weight.cache_clear()
+    target = blocky(1, 12, 16, 3, seed=4, ignore=False)
+    logits = torch.randn(1, 3, 12, 16, dtype=torch.float64, requires_grad=True)
+    with torch.inference_mode():
+        first = CPGLoss(3, IGN, path="dense")(logits.detach(), target)
+    got = CPGLoss(3, IGN, path="dense")(logits, target)
+    (grad,) = torch.autograd.grad(got, logits)
+    want = direct_cpg(logits, target, 3, "exclude")
+    torch.testing.assert_close(got.detach(), first)
+    torch.testing.assert_close(grad, torch.autograd.grad(want, logits)[0])

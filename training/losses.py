@@ -468,7 +468,8 @@ def _dense_cpg(x: Tensor, lab: Tensor, k: int, exclude: bool) -> Tensor:
 
 
 # Extra memory of the dense path in units of the logits' size: one forward + backward peaked
-# at 9.5x, beside the logits' gradient (bench/loss.py --memory-case dense, C = 19 and 150).
+# at 9.5x beside the logits' gradient (bench/loss.py --memory-case dense, C = 19 and 150, CPU);
+# 13 adds the gradient itself and room for the GPU allocator's rounding.
 _DENSE_BYTES_FACTOR = 13
 _DENSE_MEMORY_SHARE = 0.5  # "auto": dense if it needs at most this share of free GPU memory
 
