@@ -259,3 +259,44 @@ def test_push_writes_a_missing_card(hub, model_dirs, tmp_path):
     pulled = download_model(f"{ORG}/nocard", backend="onnx")
     assert (pulled / CARD_NAME).read_text() == (directory / CARD_NAME).read_text()
     assert set(UPLOAD_FILES) >= {p.name for p in pulled.iterdir()}
+
+
+def test_hub_loads_record_the_resolved_commit(
+    hub, model_dirs, image, monkeypatch, tmp_path, capsys
+):
+    """A load at a branch (or by registry id) records the commit the branch pointed to, as
+    the server's repo has it: the prediction can be traced to exact weights."""
+    import subprocess
+
+    from huggingface_hub import HfApi
+    from PIL import Image
+
+    from zoo.predict_cli import main as predict_main
+
+    first, second = model_dirs
+    repo = f"{ORG}/provenance"
+    push_model_dir(first, repo)
+    push_model_dir(second, repo, revision="dev")
+    server_repo = hub.mirrors / "models" / repo
+    git_dev = subprocess.run(
+        ["git", "-C", str(server_repo), "rev-parse", "refs/heads/dev"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert HfApi().model_info(repo, revision="dev").sha == git_dev
+
+    segmenter = zoo.load(f"hf-hub:{repo}@dev", backend="onnx")
+    assert segmenter.revision == git_dev
+    assert f"revision='{git_dev}'" in repr(segmenter)
+    assert "precision='fp32'" in repr(segmenter)
+
+    registry_id = "lraspp_mbv3_cocostuff_ce"  # any registry id: its repo is NAMESPACE/id
+    monkeypatch.setenv(HUB_NAMESPACE_ENV, ORG)
+    main_sha = push_model_dir(first, f"{ORG}/{registry_id}")
+    assert zoo.load(registry_id, backend="onnx").revision == main_sha
+    assert zoo.load(first, backend="onnx").revision is None  # a local directory has none
+
+    Image.fromarray(image).save(tmp_path / "street.png")
+    argv = [str(tmp_path / "street.png"), "--model", f"hf-hub:{repo}@dev", "--out",
+            str(tmp_path / "out"), "--quiet", "-v"]  # fmt: skip
+    assert predict_main(argv) == 0
+    assert f"model hf-hub:{repo}@dev at Hub commit {git_dev}" in capsys.readouterr().err
