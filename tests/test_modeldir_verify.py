@@ -18,6 +18,8 @@ import zoo
 from zoo.config import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME
 from zoo.errors import ModelFileError
 
+pytest_plugins = ["conftest_hub"]  # fixture hub: a local Hub server
+
 PACKAGED = Path(zoo.__file__).parent / "assets" / "models" / "lraspp_mbv3_synthcity_cpg"
 
 
@@ -142,3 +144,15 @@ def test_export_records_hashes_and_is_byte_reproducible(tmp_path: Path) -> None:
         name: {"sha256": _sha256(first / name), "bytes": (first / name).stat().st_size}
         for name in (WEIGHTS_NAME, ONNX_NAME)
     }
+
+
+def test_files_downloaded_from_the_hub_are_verified(hub, model_dir: Path) -> None:
+    from zoo.hub import push_model_dir
+
+    repo = "testorg/verified"
+    push_model_dir(model_dir, repo, tag="intact")
+    _overwrite_middle(model_dir / ONNX_NAME)  # the record still describes the intact file
+    push_model_dir(model_dir, repo)
+    zoo.load(f"hf-hub:{repo}@intact", backend="onnx", device="cpu")
+    with pytest.raises(ModelFileError, match=r"snapshots/[0-9a-f]+/model\.onnx: sha256 .* differs"):
+        zoo.load(f"hf-hub:{repo}", backend="onnx", device="cpu")
