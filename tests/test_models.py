@@ -53,7 +53,7 @@ def test_the_class_counts_cover_every_registry_network() -> None:
     networks = {(get_spec(i).arch, get_spec(i).num_classes) for i in list_models()}
     assert len(networks) == 9
     assert networks <= {(arch, n) for arch in ARCHITECTURES for n in _class_counts(arch)}
-    assert _class_counts("deeplabv3_mbv3") == [19]  # SynthCity
+    assert 19 in _class_counts("deeplabv3_mbv3")  # SynthCity
 
 
 @pytest.mark.parametrize(

@@ -52,10 +52,14 @@ def test_hub_namespace_can_be_overridden(monkeypatch) -> None:
     assert get_spec("lraspp_mbv3_ade20k_ce").hub_repo == "my-org/lraspp_mbv3_ade20k_ce"
 
 
+@pytest.mark.parametrize("name", sorted(EXPECTED_CLASSES))
+def test_class_counts(name: str) -> None:
+    assert get_dataset_info(name).num_classes == EXPECTED_CLASSES[name]
+
+
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_class_and_palette_tables(name: str) -> None:
     info = get_dataset_info(name)
-    assert info.num_classes == EXPECTED_CLASSES[name]
     assert len(info.palette) == info.num_classes
     assert len(set(info.classes)) == info.num_classes, "duplicate class names"
     assert len(set(info.palette)) == info.num_classes, "duplicate colours"

@@ -5,8 +5,9 @@
     image, mask = ds[0]  # tv_tensors.Image uint8 (3, H, W), tv_tensors.Mask int64 (H, W)
     write_synthcity(out, n_train=500, n_val=100)  # then build_dataset("synthcity", out, ...)
 
-Each dataset is one `DatasetLayout` row in `layouts.LAYOUTS` (folders, suffixes, split names,
-a 256-entry raw-label -> train-id table); one generic reader serves them all.
+Each dataset has one `DatasetLayout` row in `layouts.LAYOUTS` (folders, suffixes, split names
+of its layout family, and a 256-entry raw-label -> train-id table from its `zoo.datasets` row);
+one generic reader serves them all.
 """
 
 from training.data.dataset import SegmentationDataset, build_dataset
