@@ -246,7 +246,7 @@ def describe_model(segmenter: zoo.Segmenter) -> str:
         text += f"; {split} mIoU {100 * miou if miou <= 1 else miou:.1f}% (its eval.json)"
     build = (evaluation or {}).get("build")
     if isinstance(build, dict) and isinstance(build.get("description"), str):
-        text += f". {build['description']}"
+        text += f". {build['description'].strip().rstrip('.')}"
     return text + "."
 
 
