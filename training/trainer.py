@@ -26,8 +26,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from training.data_order import EpochBatches, SeededItems, sample_seed
 from training.distributed import DistInfo, barrier, cleanup, init_distributed
 from training.evaluate import evaluate, git_commit
+from training.loss_meter import NONFINITE_HINT, LossMeter, Term, as_summable
 from training.recipes import Recipe
 from training.runs import (
     BEST,
@@ -78,56 +80,13 @@ def poly_warmup_factor(iteration: int, recipe: Recipe) -> float:
     return factor
 
 
-def _sample_seed(seed: int, epoch: int, index: int) -> int:
-    """A well-mixed 63-bit seed for one sample of one epoch (splitmix64-style)."""
-    x = (seed * 0x9E3779B97F4A7C15 + epoch * 0xBF58476D1CE4E5B9 + index) & (2**64 - 1)
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & (2**64 - 1)
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & (2**64 - 1)
-    return (x ^ (x >> 31)) & (2**63 - 1)
-
-
-class _SeededItems(Dataset):
-    """Wraps a dataset; item `(index, seed)` is `dataset[index]` drawn under RNG seed `seed`,
-    so a sample's augmentation does not depend on which worker loads it or when."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        index, seed = key
-        state = random.getstate()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            random.seed(seed)
-            try:
-                return self.dataset[index]
-            finally:
-                random.setstate(state)
-
-
-def _epoch_batches(
-    n: int, micro_batch: int, seed: int, epoch: int, rank: int, world: int
-) -> list[list[tuple[int, int]]]:
-    """This rank's micro-batches of `epoch`: a (seed, epoch) permutation, split across ranks
-    (like DistributedSampler with drop_last), cut into batches (last partial one dropped)."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    order = torch.randperm(n, generator=generator).tolist()
-    per_rank = n // world
-    mine = order[rank * per_rank : (rank + 1) * per_rank]
-    count = per_rank // micro_batch
-    return [
-        [(i, _sample_seed(seed, epoch, i)) for i in mine[b * micro_batch : (b + 1) * micro_batch]]
-        for b in range(count)
-    ]
-
-
 def _state_dict(model: nn.Module) -> dict[str, Tensor]:
     """Plain state dict (no DDP `module.` prefix, CPU tensors)."""
     module = model.module if hasattr(model, "module") else model
-    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+    return {
+        k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
+        for k, v in module.state_dict().items()
+    }
 
 
 def _rng_state() -> dict[str, Any]:
@@ -293,10 +252,18 @@ class Trainer:
             elif dist_info.is_main:  # torch's SyncBatchNorm runs on GPUs only
                 print("sync_bn: SyncBatchNorm needs CUDA; using per-process BatchNorm on the CPU")
         model.to(dist_info.device)
+        cuda = dist_info.device.type == "cuda"
+        if cuda:
+            torch.backends.cudnn.benchmark = r.cudnn_benchmark  # fixed crops: autotune once
+        self.channels_last = cuda and r.channels_last
+        if self.channels_last:  # NHWC: tensor-core convolutions without layout transposes
+            model.to(memory_format=torch.channels_last)
         self.module = model
         if dist_info.distributed:
-            ids = [dist_info.device.index] if dist_info.device.type == "cuda" else None
+            ids = [dist_info.device.index] if cuda else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if r.compile:
+            model = torch.compile(model)
         self.model = model
         self.objective = SegmentationObjective(
             cpg_lambda=r.cpg_lambda,
@@ -406,25 +373,26 @@ class Trainer:
 
     # -- data ----------------------------------------------------------------------------
     def _micro_batches(self, start: int, dist_info: DistInfo) -> Iterator[tuple[Tensor, Tensor]]:
-        """Micro-batches from global micro-step `start` on, across epochs, forever."""
+        """Micro-batches from global micro-step `start` on, across epochs, forever. One
+        DataLoader serves every epoch, so its workers start once (`persistent_workers`)."""
         r = self.recipe
-        items = _SeededItems(self.train_set)
+        items = SeededItems(self.train_set)
+        sampler = EpochBatches(
+            len(items), self.micro_batch, r.seed, dist_info.rank, dist_info.world_size
+        )
+        # Own generator: creating a loader must not draw from the global RNG.
+        generator = torch.Generator().manual_seed(sample_seed(r.seed, 0, 1 << 40))
+        loader = DataLoader(
+            items,
+            batch_sampler=sampler,
+            num_workers=r.workers,
+            pin_memory=dist_info.device.type == "cuda",
+            persistent_workers=r.workers > 0,
+            generator=generator,
+        )
         epoch, skip = divmod(start, self.batches_per_epoch)
-        pin = dist_info.device.type == "cuda"
         while True:
-            batches = _epoch_batches(
-                len(items), self.micro_batch, r.seed, epoch,
-                dist_info.rank, dist_info.world_size,
-            )[skip:]  # fmt: skip
-            # Own generator: creating a loader must not draw from the global RNG.
-            generator = torch.Generator().manual_seed(_sample_seed(r.seed, epoch, 1 << 40))
-            loader = DataLoader(
-                items,
-                batch_sampler=batches,
-                num_workers=r.workers,
-                pin_memory=pin,
-                generator=generator,
-            )
+            sampler.set_epoch(epoch, skip)
             yield from loader
             epoch, skip = epoch + 1, 0
 
@@ -465,20 +433,23 @@ class Trainer:
         writer, bar = self._start_logging(dist_info) if main else (None, None)
         batches = self._micro_batches(self.iteration * r.grad_accum, dist_info)
         last_eval: dict[str, Any] = {}
-        sums: dict[str, float] = {}
-        steps = 0
+        meter = LossMeter(device)
         started = time.perf_counter()
         self.model.train()
         while self.iteration < r.iterations:
             lr = self.optimizer.param_groups[0]["lr"]
-            for name, value in self._train_step(batches, dist_info).items():
-                sums[name] = sums.get(name, 0.0) + value
-            steps += 1
+            meter.add(self._train_step(batches, dist_info, meter))
             if bar is not None:
                 bar.update(1)
             final = self.iteration == r.iterations
-            if self.iteration % r.log_interval == 0 or final:
-                means = self._mean_terms(sums, steps, device)
+            it = self.iteration
+            log, evaluate_now = it % r.log_interval == 0 or final, it % r.eval_interval == 0
+            save = it % r.checkpoint_interval == 0 or final
+            if log or evaluate_now or save:
+                meter.check_finite()  # nothing non-finite is logged, evaluated or saved
+            if log:
+                steps = meter.steps
+                means = meter.means()
                 if main:
                     assert writer is not None
                     for name, value in means.items():
@@ -489,10 +460,10 @@ class Trainer:
                     if bar is not None:
                         bar.set_postfix(loss=f"{means['total']:.4f}", lr=f"{lr:.2e}")
                     self._log({"iteration": self.iteration, "lr": lr, **means})
-                sums, steps, started = {}, 0, time.perf_counter()
-            if self.iteration % r.eval_interval == 0 or final:
+                started = time.perf_counter()
+            if evaluate_now or final:
                 last_eval = self._validate(device, writer, bar)
-            if self.iteration % r.checkpoint_interval == 0 or final:
+            if save:
                 rng = _all_rng_states()
                 if main:
                     self._save_last(self._checkpoint(rng))
@@ -539,17 +510,19 @@ class Trainer:
         return writer, bar
 
     def _train_step(
-        self, batches: Iterator[tuple[Tensor, Tensor]], dist_info: DistInfo
-    ) -> dict[str, float]:
-        """One optimizer step over `grad_accum` micro-batches; returns the loss terms."""
+        self, batches: Iterator[tuple[Tensor, Tensor]], dist_info: DistInfo, meter: LossMeter
+    ) -> dict[str, Term]:
+        """One optimizer step over `grad_accum` micro-batches; returns the loss terms (floats,
+        or tensors left on the device if the objective gives tensors)."""
         r = self.recipe
         device = dist_info.device
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(r.amp)
+        layout = torch.channels_last if self.channels_last else torch.preserve_format
         self.optimizer.zero_grad(set_to_none=True)
-        terms_step: dict[str, float] = {}
+        terms_step: dict[str, Term] = {}
         for k in range(r.grad_accum):
             images, masks = next(batches)
-            images = images.to(device, non_blocking=True)
+            images = images.to(device, non_blocking=True, memory_format=layout)
             masks = masks.to(device, non_blocking=True)
             sync = k == r.grad_accum - 1 or not dist_info.distributed
             with nullcontext() if sync else self.model.no_sync():  # type: ignore[operator]
@@ -560,14 +533,19 @@ class Trainer:
                 # the loss is computed in fp32
                 outputs = {key: v.float() for key, v in outputs.items() if v is not None}
                 loss, terms = self.objective(outputs, masks)
-                if not math.isfinite(terms["total"]) and r.amp != "fp16":
-                    raise FloatingPointError(
-                        f"non-finite loss {terms} at iteration {self.iteration}; "
-                        "lower lr or enable clip_grad_norm"
-                    )
+                total = terms["total"]
+                if r.amp != "fp16":  # (fp16: GradScaler skips steps with inf/NaN gradients)
+                    if isinstance(total, Tensor):
+                        meter.watch(total, self.iteration)  # raised at the next report
+                    elif not math.isfinite(total):
+                        raise FloatingPointError(
+                            f"non-finite loss {terms} at iteration {self.iteration}; "
+                            + NONFINITE_HINT
+                        )
                 self.scaler.scale(loss / r.grad_accum).backward()
             for name, value in terms.items():
-                terms_step[name] = terms_step.get(name, 0.0) + value / r.grad_accum
+                summand = as_summable(value) / r.grad_accum
+                terms_step[name] = terms_step.get(name, 0.0) + summand
         if r.clip_grad_norm > 0:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.module.parameters(), r.clip_grad_norm)
@@ -599,17 +577,6 @@ class Trainer:
                 save_checkpoint(self.out_dir / BEST, self._checkpoint(rng))
         self.model.train()
         return result
-
-    def _mean_terms(self, sums: dict[str, float], steps: int, device: torch.device) -> dict:
-        """Loss terms averaged over the logged steps and over all ranks."""
-        import torch.distributed as dist
-
-        names = sorted(sums)
-        values = torch.tensor([sums[n] / max(steps, 1) for n in names], device=device)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(values)
-            values /= dist.get_world_size()
-        return dict(zip(names, values.tolist(), strict=True))
 
     def _evaluate(self, device: torch.device) -> dict[str, Any]:
         """`evaluate` on this rank's shard of the val split, with rank 0's BatchNorm
