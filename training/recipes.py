@@ -1,7 +1,9 @@
 """Training recipes: one `Recipe` per registry id, plus SynthCity recipes for CPU experiments.
 
-A recipe is built from per-dataset defaults (crop, batch, schedule, as in public practice,
-MMSegmentation's 80k/160k schedules) and a few per-arch tweaks. A `cpg` recipe differs from its
+A recipe is built from the dataset's defaults (`DatasetInfo.recipe`: crop, batch, schedule, as
+in public practice, MMSegmentation's 80k/160k schedules) and the arch's values on top
+(`Architecture.recipe`). Every arch gets SynthCity recipes; only published archs get recipes
+on the published datasets (those are the registry ids). A `cpg` recipe differs from its
 `ce` twin only in the loss (`cpg_lambda`). `apply_overrides` turns `key=value` strings from
 the command line into a new recipe, type-checked against the dataclass.
 """
@@ -14,7 +16,10 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any
 
-from zoo.registry import ARCHS, INPUT_SIZES, LOSSES
+from zoo.archs import ARCHITECTURES
+from zoo.datasets import DATASETS
+from zoo.lookup import lookup, unknown_name_error
+from zoo.registry import LOSSES
 
 # The CPG weight used by every `cpg` recipe. The paper adds CPG to cross-entropy with weights
 # of order 1; 1.0 keeps both terms at a comparable scale at the start of training.
@@ -151,47 +156,21 @@ class Recipe:
             problems.append(f"threads must be >= 0, got {self.threads}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             problems.append(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        if self.aux_loss:
-            from zoo.models import has_aux_head
-
-            if not has_aux_head(self.arch):
-                problems.append(f"{self.arch} has no auxiliary head: aux_loss must be false")
+        if self.arch not in ARCHITECTURES:
+            problems.append(str(unknown_name_error(self.arch, ARCHITECTURES, "arch")))
+        elif self.aux_loss and not ARCHITECTURES[self.arch].has_aux:
+            problems.append(f"{self.arch} has no auxiliary head: aux_loss must be false")
         if problems:
             raise ValueError(f"recipe {self.name}: " + "; ".join(problems))
 
 
-# Per-dataset defaults (public practice, MMSegmentation schedules).
+# Per-dataset defaults (`DatasetInfo.recipe`) and per-arch values on top (`Architecture.
+# recipe`), from the tables.
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "cityscapes": dict(
-        crop_size=INPUT_SIZES["cityscapes"], batch_size=8, iterations=80_000, lr=0.01,
-        eval_mode="slide",
-    ),
-    "ade20k": dict(
-        crop_size=INPUT_SIZES["ade20k"], batch_size=16, iterations=160_000, lr=0.01,
-        eval_mode="whole", eval_interval=16_000,
-    ),
-    "cocostuff": dict(
-        crop_size=INPUT_SIZES["cocostuff"], batch_size=16, iterations=80_000, lr=0.01,
-        eval_mode="whole",
-    ),
-    # Procedural street scenes (Cityscapes labels, 256x512 frames) for CPU experiments: small
-    # crops, a ~10-minute schedule on one core, no downloads (random-init backbone), fp32.
-    # BatchNorm momentum 0.1: torchvision's MobileNetV3 uses 0.01, whose running statistics
-    # lag far behind the weights in a run this short (val pixel accuracy 0.50 with running
-    # statistics vs 0.80 with batch statistics after 400 iterations).
-    "synthcity": dict(
-        crop_size=(128, 256), batch_size=4, iterations=600, lr=0.02, warmup_iters=50,
-        pretrained_backbone=False, amp="none", sync_bn=False, eval_interval=300,
-        checkpoint_interval=100, log_interval=20, eval_mode="whole", workers=1, bn_momentum=0.1,
-    ),
-}  # fmt: skip
-
-# Per-arch tweaks on top of the dataset defaults.
+    name: dict(info.recipe) for name, info in DATASETS.items() if info.recipe
+}
 ARCH_TWEAKS: dict[str, dict[str, Any]] = {
-    "deeplabv3_r50": dict(aux_loss=True),
-    "hrnetv2_w48_ocr": dict(aux_loss=True),
-    # MobileNet practice: smaller weight decay for the depthwise network.
-    "lraspp_mbv3": dict(aux_loss=False, weight_decay=4e-5),
+    name: dict(arch.recipe) for name, arch in ARCHITECTURES.items()
 }
 
 LOSS_SETTINGS: dict[str, dict[str, Any]] = {
@@ -210,34 +189,37 @@ def _make(arch: str, dataset: str, loss: str) -> Recipe:
     return Recipe(name=f"{arch}_{dataset}_{loss}", arch=arch, dataset=dataset, loss=loss, **values)
 
 
+def _has_recipe(arch: str, dataset: str) -> bool:
+    """Published arch x published dataset (the registry ids), and every arch on the
+    unpublished datasets (SynthCity): an unpublished arch adds no published-dataset recipe."""
+    return not DATASETS[dataset].published or ARCHITECTURES[arch].published
+
+
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
     for recipe in (
         _make(arch, dataset, loss)
-        for dataset in (*INPUT_SIZES, SYNTHCITY)
-        for arch in ARCHS
+        for dataset in DATASET_DEFAULTS
+        for arch in ARCHITECTURES
+        if _has_recipe(arch, dataset)
         for loss in LOSSES
     )
 }
 
 
 def list_recipes(include_synthcity: bool = True) -> list[str]:
-    """Sorted recipe names (the 18 registry ids, plus the SynthCity ones)."""
+    """Sorted recipe names: the 18 registry ids, plus (by default) those on the unpublished
+    datasets (SynthCity)."""
     return sorted(
-        name for name, r in RECIPES.items() if include_synthcity or r.dataset != SYNTHCITY
+        name
+        for name, recipe in RECIPES.items()
+        if include_synthcity or DATASETS[recipe.dataset].published
     )
 
 
 def get_recipe(name: str) -> Recipe:
     """The recipe `name`; an unknown name lists the valid ones."""
-    try:
-        return RECIPES[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, RECIPES, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ValueError(
-            f"unknown recipe {name!r}{hint}; valid recipes: {', '.join(list_recipes())}"
-        ) from None
+    return lookup(RECIPES, name, "recipe")
 
 
 _TRUE = {"1", "true", "yes", "on"}
