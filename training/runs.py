@@ -43,8 +43,9 @@ METRICS, RUN_INFO, TENSORBOARD = "metrics.jsonl", "run.json", "tb"
 RUN_FILES = (LAST, PREVIOUS, BEST, METRICS, RUN_INFO, TENSORBOARD)
 
 # Recipe keys an override may change on resume: they change where and how fast a run goes
-# and how often it reports, never the weights it reaches. Any other change (lr, iterations,
-# loss weights, batch, crop, amp, ...) makes the result a different experiment.
+# and how often it reports, not the experiment (the GPU-speed settings may change the last
+# bits of the weights, as a different GPU would). Any other change (lr, iterations, loss
+# weights, batch, crop, amp, ...) makes the result a different experiment.
 RESUME_SAFE_KEYS = (
     "device",
     "workers",
@@ -52,6 +53,9 @@ RESUME_SAFE_KEYS = (
     "eval_interval",
     "checkpoint_interval",
     "log_interval",
+    "channels_last",
+    "cudnn_benchmark",
+    "compile",
 )
 
 # What torch.load raises for a file that is truncated, not a checkpoint, or holds pickled
