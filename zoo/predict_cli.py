@@ -151,7 +151,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "int8", "fp16"])
     parser.add_argument("--revision", default=None, help="Hub revision (branch, tag, commit)")
-    parser.add_argument("--out", type=Path, default=Path("predictions"), help="output folder")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("predictions"),
+        help="output folder: <name>.png per input; a name taken by an earlier input "
+        "(a.jpg, a.png) gets the input's suffix (a_png.png)",
+    )
     parser.add_argument("--overlay", action="store_true", help="also write <stem>_overlay")
     parser.add_argument("--overlay-format", default="jpg", choices=["jpg", "png"])
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay mask weight")
@@ -335,10 +341,11 @@ def main(argv: list[str] | None = None) -> int:
         drain(0)
     progress.close()
     if downscaled and not args.quiet:
+        low, high = f"{min(downscaled):.0%}", f"{max(downscaled):.0%}"
         print(
-            f"zoo predict: {len(downscaled)} image(s) were processed downscaled to a longer side "
-            f"of {max_side} px ({min(downscaled):.0%} to {max(downscaled):.0%} of their size; "
-            "masks are written at full size); --max-side 0 processes at full size",
+            f"zoo predict: {len(downscaled)} image(s) were downscaled to a longer side of "
+            f"{max_side} px for the model (to {low if low == high else f'{low}-{high}'} of "
+            "their size; masks are written at full size); --max-side 0 processes at full size",
             file=sys.stderr,
         )
     if failures or problems:
