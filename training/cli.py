@@ -104,8 +104,9 @@ def _resumed_recipe(
 
 def train_main(argv: list[str]) -> int:
     """`zoo train RECIPE --data-root DIR --out DIR [key=value ...] [--resume | --overwrite]`."""
+    from training.checkpoints import load_checkpoint
     from training.recipes import apply_overrides, get_recipe
-    from training.runs import find_resume_point, load_checkpoint
+    from training.runs import find_resume_point
 
     args = _train_parser().parse_intermixed_args(argv)
     main_rank = os.environ.get("RANK", "0") == "0"

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 import shutil
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from training.checkpoints import load_checkpoint
 
 __all__ = [
     "BEST",
@@ -32,7 +33,6 @@ __all__ = [
     "clear_run",
     "find_resume_point",
     "holds_run",
-    "load_checkpoint",
     "read_records",
     "record_line",
 ]
@@ -58,10 +58,6 @@ RESUME_SAFE_KEYS = (
     "compile",
 )
 
-# What torch.load raises for a file that is truncated, not a checkpoint, or holds pickled
-# objects beyond tensors and builtins (weights_only=True refuses those).
-_LOAD_ERRORS = (RuntimeError, EOFError, OSError, KeyError, ValueError, pickle.UnpicklingError)
-
 
 def holds_run(out_dir: str | Path) -> list[str]:
     """The trainer's files present in `out_dir` (empty: no run there)."""
@@ -81,32 +77,6 @@ def clear_run(out_dir: str | Path) -> None:
             path.unlink()
         for temp in out.glob(f".{name}.*.tmp"):
             temp.unlink(missing_ok=True)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """`torch.load(path, weights_only=True)`; ValueError naming the file if it is unreadable,
-    holds more than tensors and builtins, or lacks a checkpoint's keys."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint {path} not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ValueError(
-            f"checkpoint {path} holds objects other than tensors and builtins "
-            "(not loadable with weights_only=True); it was not written by zoo train"
-        ) from None
-    except _LOAD_ERRORS as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"checkpoint {path} is truncated or not a checkpoint ({reason})") from None
-    required = ("model", "config", "iteration")
-    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required):
-        raise ValueError(f"checkpoint {path} lacks the keys {', '.join(required)} of zoo train")
-    if not isinstance(checkpoint["config"], dict) or "recipe" not in checkpoint["config"]:
-        raise ValueError(f"checkpoint {path} has no config.recipe: it was not written by zoo train")
-    return checkpoint
 
 
 @dataclass

@@ -10,7 +10,6 @@ and every sample's augmentation are functions of (seed, epoch, position), not of
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import random
@@ -26,9 +25,18 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from training.checkpoints import (
+    CHECKPOINT_KEYS,
+    all_rng_states,
+    checkpoint_config,
+    load_checkpoint,
+    model_state_dict,
+    save_checkpoint,
+    set_rng_state,
+)
 from training.data_order import EpochBatches, SeededItems, sample_seed
 from training.distributed import DistInfo, barrier, cleanup, init_distributed
-from training.evaluate import evaluate, git_commit
+from training.evaluate import evaluate
 from training.loss_meter import NONFINITE_HINT, LossMeter, Term, as_summable
 from training.recipes import Recipe
 from training.runs import (
@@ -41,7 +49,6 @@ from training.runs import (
     clear_run,
     find_resume_point,
     holds_run,
-    load_checkpoint,
     read_records,
     record_line,
 )
@@ -56,17 +63,6 @@ __all__ = [
     "train",
 ]
 
-CHECKPOINT_KEYS = (
-    "model",
-    "config",
-    "optimizer",
-    "scheduler",
-    "scaler",
-    "iteration",
-    "rng",
-    "best_miou",
-)
-
 
 def poly_warmup_factor(iteration: int, recipe: Recipe) -> float:
     """LR multiplier at `iteration`: linear warm-up from `warmup_ratio`, then poly decay
@@ -78,91 +74,6 @@ def poly_warmup_factor(iteration: int, recipe: Recipe) -> float:
         ratio = recipe.warmup_ratio
         factor *= ratio + (1.0 - ratio) * iteration / recipe.warmup_iters
     return factor
-
-
-def _state_dict(model: nn.Module) -> dict[str, Tensor]:
-    """Plain state dict (no DDP `module.` prefix, CPU tensors)."""
-    module = model.module if hasattr(model, "module") else model
-    return {
-        k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
-        for k, v in module.state_dict().items()
-    }
-
-
-def _rng_state() -> dict[str, Any]:
-    """RNG states as tensors and builtins (numpy's state converted: no numpy objects)."""
-    import numpy as np
-
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    version, internal, gauss = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
-        "numpy": [
-            str(name),
-            torch.from_numpy(keys.astype(np.int64)),
-            int(pos),
-            int(has_gauss),
-            float(cached),
-        ],
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _all_rng_states() -> list[dict[str, Any]]:
-    """Every rank's RNG states, in rank order (a collective: all ranks must call it)."""
-    import torch.distributed as dist
-
-    state = _rng_state()
-    if not (dist.is_available() and dist.is_initialized()):
-        return [state]
-    states: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(states, state)
-    return states
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of `_rng_state`."""
-    import numpy as np
-
-    torch.set_rng_state(state["torch"])
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(int(v) for v in internal.tolist()), gauss))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def checkpoint_config(recipe: Recipe, commit: str | None = None) -> dict[str, Any]:
-    """The checkpoint's `config`: `zoo.config.ModelConfig(...).to_dict()` for this recipe."""
-    from zoo.config import ModelConfig
-
-    return ModelConfig.for_dataset(
-        recipe.arch,
-        recipe.dataset,
-        input_size=list(recipe.crop_size),
-        model_id=recipe.name,
-        loss={
-            "name": recipe.loss,
-            "cpg_lambda": recipe.cpg_lambda,
-            "kernel_size": recipe.cpg_kernel_size,
-            "ignore_mode": recipe.cpg_ignore_mode,
-        },
-        recipe=recipe.to_dict(),
-        source_commit=git_commit() if commit is None else commit,
-    ).to_dict()
-
-
-def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
-    """`torch.save` to a temp file in the same folder, fsync, then rename over `path`."""
-    from zoo.config import write_bytes_atomic
-
-    buffer = io.BytesIO()
-    torch.save(checkpoint, buffer)
-    write_bytes_atomic(path, buffer.getvalue())
 
 
 def build_datasets(recipe: Recipe, data_root: str | Path) -> tuple[Dataset, Dataset]:
@@ -287,7 +198,7 @@ class Trainer:
     def _checkpoint(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
         """The checkpoint dict; `rng` holds every rank's RNG states (`_all_rng_states`)."""
         return {
-            "model": _state_dict(self.module),
+            "model": model_state_dict(self.module),
             "config": self.config,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -362,7 +273,7 @@ class Trainer:
         states = [states] if isinstance(states, dict) else states  # single-process format
         rank, world = dist_info.rank, dist_info.world_size
         if len(states) == world:
-            _set_rng_state(states[rank])
+            set_rng_state(states[rank])
         else:  # data order and augmentation stay exact; dropout noise does not
             torch.manual_seed(self.recipe.seed + rank + self.iteration)
             if rank == 0:
@@ -464,7 +375,7 @@ class Trainer:
             if evaluate_now or final:
                 last_eval = self._validate(device, writer, bar)
             if save:
-                rng = _all_rng_states()
+                rng = all_rng_states()
                 if main:
                     self._save_last(self._checkpoint(rng))
         if bar is not None:
@@ -561,7 +472,7 @@ class Trainer:
         improved = result["mIoU"] > self.best_miou  # the same on every rank (all-reduced)
         if improved:
             self.best_miou = result["mIoU"]
-        rng = _all_rng_states() if improved else []
+        rng = all_rng_states() if improved else []
         if writer is not None:
             for key in ("mIoU", "pixel_acc", "mean_acc", "mBF", "mBIoU"):
                 if key in result:

@@ -1,0 +1,155 @@
+"""Training checkpoints: what they hold, writing them atomically, reading them safely.
+
+A checkpoint holds plain tensors and builtins only (model and optimizer state, the recipe in
+`config`, every rank's RNG states), so it loads with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from training.recipes import Recipe
+
+__all__ = [
+    "CHECKPOINT_KEYS",
+    "all_rng_states",
+    "checkpoint_config",
+    "load_checkpoint",
+    "model_state_dict",
+    "rng_state",
+    "save_checkpoint",
+    "set_rng_state",
+]
+
+CHECKPOINT_KEYS = (
+    "model",
+    "config",
+    "optimizer",
+    "scheduler",
+    "scaler",
+    "iteration",
+    "rng",
+    "best_miou",
+)
+
+# What torch.load raises for a file that is truncated or not a checkpoint.
+_LOAD_ERRORS = (RuntimeError, EOFError, OSError, KeyError, ValueError)
+
+
+def model_state_dict(model: nn.Module) -> dict[str, Tensor]:
+    """Plain state dict (no DDP `module.` prefix, CPU tensors)."""
+    module = model.module if hasattr(model, "module") else model
+    return {
+        k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
+        for k, v in module.state_dict().items()
+    }
+
+
+def rng_state() -> dict[str, Any]:
+    """RNG states as tensors and builtins (numpy's state converted: no numpy objects)."""
+    import numpy as np
+
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
+        "numpy": [
+            str(name),
+            torch.from_numpy(keys.astype(np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def all_rng_states() -> list[dict[str, Any]]:
+    """Every rank's RNG states, in rank order (a collective: all ranks must call it)."""
+    import torch.distributed as dist
+
+    state = rng_state()
+    if not (dist.is_available() and dist.is_initialized()):
+        return [state]
+    states: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(states, state)
+    return states
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of `rng_state`."""
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(int(v) for v in internal.tolist()), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_config(recipe: Recipe, commit: str | None = None) -> dict[str, Any]:
+    """The checkpoint's `config`: `zoo.config.ModelConfig(...).to_dict()` for this recipe."""
+    from training.evaluate import git_commit
+    from zoo.config import ModelConfig
+
+    return ModelConfig.for_dataset(
+        recipe.arch,
+        recipe.dataset,
+        input_size=list(recipe.crop_size),
+        model_id=recipe.name,
+        loss={
+            "name": recipe.loss,
+            "cpg_lambda": recipe.cpg_lambda,
+            "kernel_size": recipe.cpg_kernel_size,
+            "ignore_mode": recipe.cpg_ignore_mode,
+        },
+        recipe=recipe.to_dict(),
+        source_commit=git_commit() if commit is None else commit,
+    ).to_dict()
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
+    """`torch.save` to a temp file in the same folder, fsync, then rename over `path`."""
+    from zoo.config import write_bytes_atomic
+
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """`torch.load(path, weights_only=True)`; ValueError naming the file if it is unreadable,
+    holds more than tensors and builtins, or lacks a checkpoint's keys."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {path} not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(
+            f"checkpoint {path} holds objects other than tensors and builtins "
+            "(not loadable with weights_only=True); it was not written by zoo train"
+        ) from None
+    except _LOAD_ERRORS as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"checkpoint {path} is truncated or not a checkpoint ({reason})") from None
+    required = ("model", "config", "iteration")
+    if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required):
+        raise ValueError(f"checkpoint {path} lacks the keys {', '.join(required)} of zoo train")
+    if not isinstance(checkpoint["config"], dict) or "recipe" not in checkpoint["config"]:
+        raise ValueError(f"checkpoint {path} has no config.recipe: it was not written by zoo train")
+    return checkpoint
