@@ -22,6 +22,7 @@ import argparse
 import glob
 import io
 import sys
+import warnings
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from zoo.config import write_bytes_atomic
@@ -276,8 +278,6 @@ def main(argv: list[str] | None = None) -> int:
             target.with_name(target.name + ".png"), _encode(segmenter.mask_image(mask), "PNG")
         )
         if args.overlay:
-            from PIL import Image
-
             blended = Image.fromarray(segmenter.overlay(rgb, mask, alpha=args.alpha))
             write_bytes_atomic(
                 target.with_name(target.name + overlay_suffix), _encode(blended, overlay_format)
@@ -286,12 +286,18 @@ def main(argv: list[str] | None = None) -> int:
     def report(job: Job, error: BaseException) -> None:
         nonlocal failures
         failures += 1
-        progress.write(f"zoo predict: skipped {job.path}: {error}", file=sys.stderr)
+        text = str(error)
+        where = "" if str(job.path) in text else f" {job.path}"  # name the file once
+        progress.write(f"zoo predict: skipped{where}: {text}", file=sys.stderr)
 
     with (
+        warnings.catch_warnings(),
         ThreadPoolExecutor(args.workers, thread_name_prefix="decode") as readers,
         ThreadPoolExecutor(args.workers, thread_name_prefix="write") as writers,
     ):
+        if args.max_pixels and args.max_pixels <= Image.MAX_IMAGE_PIXELS:
+            # PIL warns from the header of images that --max-pixels refuses anyway.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         writes: deque[tuple[Job, Future[None]]] = deque()
 
         def drain(limit: int) -> None:

@@ -72,7 +72,7 @@ def check_pixels(width: int, height: int, max_pixels: int | None, name: str) -> 
     if max_pixels and width * height > max_pixels:
         raise ImageTooLargeError(
             f"{name}: {width}x{height} is {width * height / 1e6:.1f} megapixels, over the limit "
-            f"of {max_pixels / 1e6:g} (raise it with max_pixels= or --max-pixels; 0 lifts it)"
+            f"of {max_pixels / 1e6:g} megapixels (max_pixels= or --max-pixels; 0 = no limit)"
         )
 
 
