@@ -79,9 +79,12 @@ def save_pil_to_cache_atomically(
     folder = Path(cache_dir) / processing_utils.hash_bytes(data)
     folder.mkdir(parents=True, exist_ok=True)
     target = (folder / f"{name}.{format}").resolve()
-    if target.is_file() and target.stat().st_size == len(data):
-        os.utime(target)  # Gradio's delete_cache ages files by ctime
-        return str(target)
+    try:
+        if target.stat().st_size == len(data):  # the same answer, already written whole
+            os.utime(target)  # Gradio's delete_cache ages files by ctime
+            return str(target)
+    except OSError:  # absent (or just deleted): write it
+        pass
     fd, staging = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.")
     os.close(fd)
     try:
