@@ -327,10 +327,10 @@ class Trainer:
     ) -> dict[str, Any]:
         r = self.recipe
         device = dist_info.device
+        point = self._resume_point(resume)  # bad checkpoints and folders fail fast
+        self._prepare_out_dir(point, bool(resume), overwrite, dist_info)
         self._setup(dist_info)
         self.config = checkpoint_config(r)
-        point = self._resume_point(resume)
-        self._prepare_out_dir(point, bool(resume), overwrite, dist_info)
         if point is not None:
             self._resume(point, dist_info)
         resume = point is not None
