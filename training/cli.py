@@ -86,7 +86,10 @@ def _resumed_recipe(
     from training.recipes import Recipe, apply_overrides
     from training.runs import RESUME_SAFE_KEYS, changed_keys
 
-    saved = Recipe.from_dict(checkpoint["config"]["recipe"])
+    try:
+        saved = Recipe.from_dict(checkpoint["config"]["recipe"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: its recipe is not valid here ({error})") from None
     if saved.name != name:
         raise ValueError(f"{path} is a checkpoint of {saved.name}, not of {name}")
     recipe = apply_overrides(saved, overrides)
@@ -102,37 +105,40 @@ def _resumed_recipe(
     return recipe
 
 
-def train_main(argv: list[str]) -> int:
-    """`zoo train RECIPE --data-root DIR --out DIR [key=value ...] [--resume | --overwrite]`."""
+def _start_point(args: argparse.Namespace, main_rank: bool) -> tuple[Recipe, Path | bool | None]:
+    """The recipe to train and what `Trainer.fit` resumes from: the checkpoint's recipe with
+    the overrides for --resume / --resume-from, else the named recipe with them."""
     from training.checkpoints import load_checkpoint
     from training.recipes import apply_overrides, get_recipe
     from training.runs import find_resume_point
 
+    recipe = apply_overrides(get_recipe(args.recipe), args.overrides)
+    if args.resume_from:
+        path = Path(args.resume_from)
+        checkpoint = load_checkpoint(path)
+    elif args.resume:
+        if args.out is None:
+            raise ValueError("--resume continues the run in --out: give --out")
+        point = find_resume_point(args.out)
+        if point is None:
+            return recipe, True  # nothing to continue: a new run, if OUT holds none
+        path, checkpoint = point.path, point.checkpoint
+        for problem in point.skipped if main_rank else []:
+            print(f"zoo train: warning: {problem}; using {path}", file=sys.stderr)
+    else:
+        return recipe, None
+    recipe = _resumed_recipe(args.recipe, args.overrides, checkpoint, path, args.allow_override)
+    return recipe, path
+
+
+def train_main(argv: list[str]) -> int:
+    """`zoo train RECIPE --data-root DIR --out DIR [key=value ...] [--resume | --overwrite]`."""
     args = _train_parser().parse_intermixed_args(argv)
     main_rank = os.environ.get("RANK", "0") == "0"
     if args.resume and args.overwrite:
         return _fail("zoo train", "--resume continues the run in --out, --overwrite deletes it")
-    resume: Path | bool | None = None
     try:
-        recipe = apply_overrides(get_recipe(args.recipe), args.overrides)
-        if args.resume_from or args.resume:
-            if args.out is None:
-                return _fail("zoo train", "--resume and --resume-from need --out")
-            if args.resume_from:
-                point_path = Path(args.resume_from)
-                checkpoint = load_checkpoint(point_path)
-            else:
-                point = find_resume_point(args.out)
-                point_path, checkpoint = (point.path, point.checkpoint) if point else (None, {})
-                for problem in point.skipped if point and main_rank else []:
-                    print(f"zoo train: warning: {problem}; using {point_path}", file=sys.stderr)
-            if point_path is not None:
-                recipe = _resumed_recipe(
-                    args.recipe, args.overrides, checkpoint, point_path, args.allow_override
-                )
-                resume = point_path
-            else:
-                resume = True  # nothing to continue: a new run, if OUT holds none
+        recipe, resume = _start_point(args, main_rank)
     except ValueError as error:
         return _fail("zoo train", str(error))
     if args.print_recipe:
