@@ -12,7 +12,8 @@ class ModelNotAvailableError(RuntimeError):
 
 
 class ModelFileError(ValueError):
-    """A model file exists but cannot be used (damaged ONNX, unreadable weights)."""
+    """A model file exists but cannot be used (damaged ONNX, unreadable weights, bytes that
+    differ from the sha256 recorded in config.json)."""
 
 
 class HubUnreachableError(ModelNotAvailableError):

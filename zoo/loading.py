@@ -130,9 +130,6 @@ def resolve_model_dir(
     path = Path(text).expanduser()
     if path.is_dir():
         return path
-    previous = interrupted_replacement(path)  # an export was killed between its two renames
-    if previous is not None:
-        return previous
     if path.is_file():
         raise ValueError(
             f"{path} is a file; pass the model directory that holds {CONFIG_NAME} "
@@ -142,6 +139,9 @@ def resolve_model_dir(
         return PACKAGED_MODELS_DIR / text
     if text in MODELS:
         return _download(MODELS[text].hub_repo, revision, backend, precision, label=text)
+    previous = interrupted_replacement(path)  # an export was killed between its two renames
+    if previous is not None:
+        return previous
     if os.sep in text or "/" in text or text.startswith((".", "~")):
         raise ModelNotAvailableError(
             f"local model directory {path} does not exist. Pass an existing directory written "

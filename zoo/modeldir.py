@@ -208,7 +208,7 @@ def recover_leftovers(target: str | Path) -> list[str]:
         shutil.rmtree(build, ignore_errors=True)
         actions.append(f"removed {build.name}")
     for action in actions:
-        logger.info(action)
+        logger.log(logging.WARNING if action.startswith("restored") else logging.INFO, action)
     return actions
 
 
