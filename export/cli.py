@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="zoo export",
         description="Export a training checkpoint (or .safetensors / model directory) to a "
         "model directory: config.json, model.safetensors, model.onnx [, model.int8.onnx, "
-        "model.fp16.onnx] and the export report in eval.json. Parity gates fail the export.",
+        "model.fp16.onnx] and the export report in eval.json; config.json records the sha256 of "
+        "each model file. Parity gates fail the export. An existing model directory is replaced "
+        "whole once every gate passed (its other files kept, its README.md card dropped).",
     )
     parser.add_argument("checkpoint", help="trainer checkpoint (.pt), .safetensors or model dir")
     parser.add_argument("--out", required=True, help="model directory to write")
