@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import training.losses as losses_module
+import training.cpg_dense as dense_module
+import training.cpg_sparse as sparse_module
 from training.losses import CPGLoss, SegmentationObjective, cpg_kernels
 
 IGN = 255
@@ -114,8 +115,8 @@ def test_matches_direct_form(k: int, c: int, b: int, h: int, w: int, ignore: boo
 @pytest.mark.parametrize("k", [3, 7])
 def test_many_small_chunks(monkeypatch: pytest.MonkeyPatch, k: int, keep: float):
     """Chunking (jobs, pixel columns) and keeping/recomputing chunks do not change results."""
-    monkeypatch.setattr(losses_module, "_CHUNK", 300)
-    monkeypatch.setattr(losses_module, "_KEEP", keep)
+    monkeypatch.setattr(sparse_module, "CHUNK", 300)
+    monkeypatch.setattr(sparse_module, "KEEP", keep)
     target = blocky(3, 21, 26, 6, seed=k, ignore=True)
     logits = (3 * torch.randn(3, 6, 21, 26, dtype=torch.float64)).requires_grad_()
     want = direct_cpg(logits, target, k, "exclude")
@@ -278,8 +279,8 @@ def test_segmentation_objective():
 
     total, terms = SegmentationObjective()({"out": out, "aux": aux}, target)
     torch.testing.assert_close(total, ce + 0.4 * aux_ce)
-    assert terms["cpg"] == 0.0 and set(terms) == {"ce", "aux_ce", "cpg", "total"}
-    assert all(isinstance(v, float) for v in terms.values())
+    assert float(terms["cpg"]) == 0.0 and set(terms) == {"ce", "aux_ce", "cpg", "total"}
+    assert all(v.dim() == 0 and not v.requires_grad for v in terms.values())
 
     total, terms = SegmentationObjective()({"out": out}, target.to(torch.uint8))
     torch.testing.assert_close(total, ce)
@@ -287,8 +288,8 @@ def test_segmentation_objective():
     cpg = CPGLoss(5)(out, target)
     total, terms = SegmentationObjective(0.7, kernel_size=5)({"out": out, "aux": aux}, target)
     torch.testing.assert_close(total, ce + 0.4 * aux_ce + 0.7 * cpg)
-    assert terms["cpg"] == pytest.approx(cpg.item())
-    assert terms["total"] == pytest.approx(total.item())
+    assert float(terms["cpg"]) == pytest.approx(cpg.item())
+    assert float(terms["total"]) == pytest.approx(total.item())
     total.backward()
     assert out.grad is not None and aux.grad is not None
 
@@ -430,17 +431,17 @@ def test_auto_path_by_device_and_free_memory(
     monkeypatch: pytest.MonkeyPatch, device: str, available: int, want: str
 ):
     """auto: sparse on the CPU; on CUDA dense when its memory fits (4 MB of logits here)."""
-    monkeypatch.setattr(losses_module, "_cuda_available_bytes", lambda dev: available)
-    got = losses_module._resolve_path("auto", torch.device(device), 10**6, 4)
+    monkeypatch.setattr(dense_module, "cuda_available_bytes", lambda dev: available)
+    got = dense_module.resolve_path("auto", torch.device(device), 10**6, 4)
     assert got == want
     for path in ("sparse", "dense"):
-        assert losses_module._resolve_path(path, torch.device(device), 10**6, 4) == path
+        assert dense_module.resolve_path(path, torch.device(device), 10**6, 4) == path
 
 
 def test_dense_path_trains_after_a_first_call_in_inference_mode():
     """The dense path caches its kernels: one first made under inference_mode must not break
     a later training step (inference tensors cannot be saved for backward)."""
-    losses_module._dense_weight.cache_clear()
+    dense_module.dense_weight.cache_clear()
     target = blocky(1, 12, 16, 3, seed=4, ignore=False)
     logits = torch.randn(1, 3, 12, 16, dtype=torch.float64, requires_grad=True)
     with torch.inference_mode():

@@ -9,7 +9,7 @@ import warnings
 import pytest
 import torch
 
-import training.losses as losses_module
+import training.cpg_dense as dense_module
 from training.losses import CPGLoss
 
 pytestmark = [
@@ -53,9 +53,9 @@ def test_cuda_matches_cpu_sparse_path(c: int, k: int, mode: str):
 
 def test_auto_picks_dense_on_cuda_when_it_fits():
     dev = torch.device("cuda")
-    assert losses_module._resolve_path("auto", dev, 2 * 19 * 512 * 1024, 4) == "dense"
+    assert dense_module.resolve_path("auto", dev, 2 * 19 * 512 * 1024, 4) == "dense"
     free, _ = torch.cuda.mem_get_info(dev)
-    assert losses_module._resolve_path("auto", dev, free, 4) == "sparse"  # 13x free: too big
+    assert dense_module.resolve_path("auto", dev, free, 4) == "sparse"  # 13x free: too big
 
 
 def test_dense_path_syncs_only_for_the_label_check():
@@ -87,4 +87,4 @@ def test_dense_path_memory_within_its_estimate():
     loss(logits, target).backward()
     extra = torch.cuda.max_memory_allocated() - before
     logits_bytes = logits.numel() * logits.element_size()
-    assert extra <= losses_module._DENSE_BYTES_FACTOR * logits_bytes, extra / logits_bytes
+    assert extra <= dense_module.DENSE_BYTES_FACTOR * logits_bytes, extra / logits_bytes
