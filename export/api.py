@@ -96,6 +96,8 @@ def export_model(
     if int8 and calib_data is None:
         raise ValueError("int8 export needs calibration images (calib_data / --calib-data DIR)")
     out_dir = Path(out_dir)
+    if out_dir.is_symlink():  # replace the directory it points to, keep the link
+        out_dir = out_dir.resolve()
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"{out_dir}: exists and is not a directory")
     timings: dict[str, float] = {}
@@ -274,7 +276,8 @@ def _default_permissions(work: Path) -> None:
 
 
 def _carry_over(out_dir: Path, work: Path) -> None:
-    """Copy the files of the previous `out_dir` that export does not write into `work`."""
+    """Hard-link (or copy) the files of the previous `out_dir` that export does not write
+    into `work`."""
     if not out_dir.is_dir():
         return
     for path in sorted(out_dir.iterdir()):
@@ -288,6 +291,17 @@ def _carry_over(out_dir: Path, work: Path) -> None:
                 )
             continue
         if path.is_dir() and not path.is_symlink():
-            shutil.copytree(path, work / path.name, symlinks=True)
+            shutil.copytree(path, work / path.name, symlinks=True, copy_function=_link_or_copy)
         else:
-            shutil.copy2(path, work / path.name, follow_symlinks=False)
+            _link_or_copy(path, work / path.name)
+
+
+def _link_or_copy(source: str | Path, destination: str | Path) -> None:
+    """A hard link (same file system, the old directory is deleted next), else a copy."""
+    if Path(source).is_symlink():
+        shutil.copy2(source, destination, follow_symlinks=False)
+        return
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)

@@ -178,6 +178,20 @@ def test_interrupted_export_leaves_the_previous_directory(
     assert f"{model_dir}: dropped the model card" in caplog.text
 
 
+def test_export_through_a_link_replaces_the_linked_directory(
+    model_dir: Path, checkpoints: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from export import export_model
+
+    old = _files(model_dir)
+    link = tmp_path / "current"
+    link.symlink_to(model_dir, target_is_directory=True)
+    export_model(checkpoints[1], link, shapes=SHAPES)
+    assert link.is_symlink() and link.resolve() == model_dir.resolve()
+    assert _state(model_dir, old, checkpoints[1]) == "new"
+    assert _hidden(model_dir.parent) == []
+
+
 REPLACE_KILLED_AT_STEP = """
     import os, signal, sys
     from pathlib import Path

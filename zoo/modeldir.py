@@ -159,7 +159,7 @@ def replace_dir(new: str | Path, target: str | Path) -> None:
             os.rename(old, target)
         raise
     _reached("new-moved-in")
-    shutil.rmtree(old, ignore_errors=True)
+    _remove(old)
 
 
 def _leftovers(target: Path, tag: str) -> list[Path]:
@@ -170,7 +170,9 @@ def _leftovers(target: Path, tag: str) -> list[Path]:
     found = [
         path
         for path in target.parent.iterdir()
-        if path.name.startswith(prefix) and path.is_dir() and not _owner_alive(path, prefix)
+        if path.name.startswith(prefix)
+        and (path.is_dir() or path.is_symlink())
+        and not _owner_alive(path, prefix)
     ]
     return sorted(found, key=lambda path: path.stat().st_mtime_ns, reverse=True)
 
@@ -202,10 +204,10 @@ def recover_leftovers(target: str | Path) -> list[str]:
             os.rename(old, target)
             actions.append(f"restored {target} from {old.name} (an export was killed mid-swap)")
         else:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
             actions.append(f"removed {old.name}")
     for build in _leftovers(target, BUILD_TAG):
-        shutil.rmtree(build, ignore_errors=True)
+        _remove(build)
         actions.append(f"removed {build.name}")
     for action in actions:
         logger.log(logging.WARNING if action.startswith("restored") else logging.INFO, action)
@@ -235,6 +237,14 @@ def interrupted_replacement(target: str | Path) -> Path | None:
         target,
     )
     return old
+
+
+def _remove(path: Path) -> None:
+    """Delete a folder tree, or a link (a replaced `target` may have been one)."""
+    if path.is_symlink():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _fsync_dir(directory: Path) -> None:
