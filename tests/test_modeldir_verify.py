@@ -121,6 +121,20 @@ def test_config_without_record_loads_with_a_warning(
     assert "has no 'files' record" in caplog.text and str(model_dir) in caplog.text
 
 
+def test_saving_an_edited_config_keeps_the_record(model_dir: Path) -> None:
+    from zoo.config import ModelConfig
+
+    recorded = json.loads((model_dir / CONFIG_NAME).read_text())["files"]
+    config = ModelConfig.load(model_dir)
+    config.model_id = "renamed"
+    config.save(model_dir)
+    data = json.loads((model_dir / CONFIG_NAME).read_text())
+    assert data["model_id"] == "renamed" and data["files"] == recorded
+    _overwrite_middle(model_dir / ONNX_NAME)
+    with pytest.raises(ModelFileError, match=r"model\.onnx: sha256"):
+        zoo.load(model_dir, backend="onnx")
+
+
 def test_packaged_model_records_its_files() -> None:
     record = json.loads((PACKAGED / CONFIG_NAME).read_text())["files"]
     assert record == {

@@ -85,9 +85,18 @@ class ModelConfig:
         return cls(**{key: value for key, value in data.items() if key in known})
 
     def save(self, directory: str | Path) -> Path:
-        """Write `config.json` into `directory` atomically."""
+        """Write `config.json` into `directory` atomically. The `files` record of a config.json
+        already there is kept: it describes the model files, which a new config leaves as
+        they are."""
         path = Path(directory) / CONFIG_NAME
-        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        data = self.to_dict()
+        try:
+            record = read_json_object(path).get(FILES_KEY) if path.is_file() else None
+        except (OSError, ValueError):
+            record = None  # a damaged config.json is being replaced
+        if isinstance(record, dict):
+            data[FILES_KEY] = record
+        write_text_atomic(path, json.dumps(data, indent=2) + "\n")
         return path
 
     @classmethod

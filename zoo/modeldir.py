@@ -141,6 +141,8 @@ def replace_dir(new: str | Path, target: str | Path) -> None:
     aside for `recover_leftovers` (and `interrupted_replacement` for readers).
     """
     new, target = Path(new), Path(target)
+    if target.is_symlink():  # replace the directory it points to, keep the link
+        target = target.resolve()
     _fsync_tree(new)
     if not target.exists():
         os.rename(new, target)
