@@ -9,23 +9,17 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from zoo.cli_errors import USER_ERRORS, fail
+
 if TYPE_CHECKING:
     from training.recipes import Recipe
 
 __all__ = ["eval_main", "train_main"]
 
 
-# Errors that mean bad input or settings (a message for the user, not a traceback).
-USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
-
-
-def _fail(prog: str, message: str) -> int:
-    """Print `prog: error: message` (for an error re-raised by a DataLoader worker, only its
-    last line: the worker's traceback says nothing more to a user) and return exit code 2."""
-    if "Original Traceback" in message:
-        message = message.strip().splitlines()[-1]
-    print(f"{prog}: error: {message}", file=sys.stderr)
-    return 2
+def _fail(prog: str, error: BaseException | str) -> int:
+    """`zoo.cli_errors.fail` with the training CLIs' exit status 2."""
+    return fail(prog, error, code=2)
 
 
 def _boundary_tolerance(text: str) -> int | str:
@@ -140,7 +134,7 @@ def train_main(argv: list[str]) -> int:
     try:
         recipe, resume = _start_point(args, main_rank)
     except ValueError as error:
-        return _fail("zoo train", str(error))
+        return _fail("zoo train", error)
     if args.print_recipe:
         import json
 
@@ -164,7 +158,7 @@ def train_main(argv: list[str]) -> int:
         )
         result = trainer.fit(resume, overwrite=args.overwrite)
     except USER_ERRORS as error:
-        return _fail("zoo train", str(error))
+        return _fail("zoo train", error)
     if result and main_rank:
         print(f"final val mIoU {result['mIoU']:.4f}, mBF {result.get('mBF', float('nan')):.4f}")
     return 0
@@ -209,7 +203,7 @@ def eval_main(argv: list[str]) -> int:
     try:
         dist_info = init_distributed(args.device)
     except ValueError as error:
-        return _fail("zoo eval", str(error))
+        return _fail("zoo eval", error)
     try:
         result = evaluate_checkpoint(
             args.checkpoint,
@@ -226,7 +220,7 @@ def eval_main(argv: list[str]) -> int:
             command=shlex.join(["zoo", "eval", *argv]),
         )
     except USER_ERRORS as error:
-        return _fail("zoo eval", str(error))
+        return _fail("zoo eval", error)
     finally:
         cleanup()
     if dist_info.is_main:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from zoo.cli_errors import fail
 
 
 def push_main(argv: list[str]) -> int:
@@ -38,15 +39,12 @@ def push_main(argv: list[str]) -> int:
             commit_message=args.message,
         )
     except ValueError as error:
-        print(f"zoo push: error: {error}", file=sys.stderr)
-        return 2
+        return fail("zoo push", error, code=2)
     except ConnectionError as error:
-        print(f"zoo push: error: {error}", file=sys.stderr)
-        return 1
+        return fail("zoo push", error)
     except (HfHubHTTPError, OSError) as error:
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        print(f"zoo push: error: upload to {args.repo} failed: {first_line}", file=sys.stderr)
-        return 1
+        return fail("zoo push", f"upload to {args.repo} failed: {first_line}")
     from huggingface_hub import constants
 
     print(f"pushed {args.model_dir} to {args.repo}@{args.revision or 'main'}: commit {sha}")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from training.data.layouts import LAYOUTS, DatasetFileError, DatasetLayoutError
+from training.data.layouts import LAYOUTS
+from zoo.cli_errors import USER_ERRORS, fail
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,9 +64,8 @@ def main(argv: list[str] | None = None) -> int:
                 workers=args.workers,
             )
             print(f"SynthCity written to {root} (use it as dataset 'synthcity')")
-    except (DatasetLayoutError, DatasetFileError) as error:
-        print(f"zoo data {args.command}: error: {error}", file=sys.stderr)
-        return 1
+    except USER_ERRORS as error:  # includes the dataset layout and file errors
+        return fail(f"zoo data {args.command}", error)
     return 0
 
 

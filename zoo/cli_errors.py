@@ -1,0 +1,36 @@
+"""How every `zoo` subcommand reports a user error: one line, `zoo <command>: error: <why>`.
+
+Errors that mean bad input, settings or environment (a missing file, a wrong value, an
+unreachable Hub, a missing extra) are `USER_ERRORS`: the CLIs print them with `fail` instead
+of a traceback; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from zoo.errors import ModelNotAvailableError
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,  # includes ModelFileError and the data/config errors
+    OSError,  # missing files, permissions, connection errors
+    FloatingPointError,  # a diverged training run
+    ModelNotAvailableError,
+    ImportError,  # a missing extra; the message says which `pip install` to run
+)
+
+
+def error_line(error: BaseException | str) -> str:
+    """The message of `error` as one line. For an error re-raised by a DataLoader worker, its
+    last line (the worker's traceback says nothing more to a user)."""
+    text = str(error).strip() or type(error).__name__
+    if "Original Traceback" in text:
+        return text.splitlines()[-1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " ".join(lines)
+
+
+def fail(prog: str, error: BaseException | str, code: int = 1) -> int:
+    """Print `prog: error: <one line>` to stderr and return the exit status `code`."""
+    print(f"{prog}: error: {error_line(error)}", file=sys.stderr)
+    return code
