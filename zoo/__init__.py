@@ -6,9 +6,10 @@ loaded): the ONNX Runtime path is what production installs.
 
 from __future__ import annotations
 
+from zoo.availability import list_models
 from zoo.datasets import DATASETS, DatasetInfo, get_dataset_info
 from zoo.loading import load
-from zoo.registry import MODELS, ModelSpec, get_spec, list_models
+from zoo.registry import MODELS, ModelSpec, get_spec
 from zoo.segmenter import Segmenter
 
 __version__ = "0.1.0"

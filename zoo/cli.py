@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 
 # subcommand -> ("module:function taking argv", one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "list": ("zoo.cli:list_main", "list the registry's model ids"),
+    "list": ("zoo.cli:list_main", "list the models and whether each loads now"),
     "predict": ("zoo.predict_cli:main", "segment images, folders or globs with a model"),
     "train": ("training.cli:train_main", "train a recipe (also under torchrun)"),
     "eval": ("training.cli:eval_main", "evaluate a checkpoint on a dataset"),
@@ -21,25 +22,47 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def list_main(argv: list[str]) -> int:
-    """`zoo list [PATTERN]`: one registry id per line with its arch, dataset and loss."""
+    """`zoo list [PATTERN] [--available]`: every model `zoo.load` takes by name (built-in,
+    registry ids on the Hub, other Hub repos in the local cache), with where it comes from and
+    whether it loads now. Offline and instant: the Hub is not asked."""
     import argparse
 
-    from zoo.registry import get_spec, list_models
+    from zoo.availability import model_entries
 
     parser = argparse.ArgumentParser(prog="zoo list", description=list_main.__doc__)
     parser.add_argument("pattern", nargs="?", help="substring or shell pattern, e.g. '*_cpg'")
+    parser.add_argument("--available", action="store_true", help="only models that load now")
     args = parser.parse_args(argv)
-    ids = list_models(args.pattern)
-    for model_id in ids:
-        spec = get_spec(model_id)
-        height, width = spec.input_size
-        print(
-            f"{model_id:32s} {spec.arch:16s} {spec.dataset:11s} {spec.loss:4s} "
-            f"{spec.num_classes:4d} classes  {height}x{width}  hub:{spec.hub_repo}"
-        )
-    if not ids:
-        print(f"no model id matches {args.pattern!r}", file=sys.stderr)
+    every = model_entries(args.pattern)
+    entries = [entry for entry in every if entry.available or not args.available]
+    if not entries:
+        what = "available model" if args.available else "model"
+        print(f"no {what} matches {args.pattern or '*'!r} (see `zoo list`)", file=sys.stderr)
         return 1
+    header = ("NAME", "ARCH", "DATASET", "LOSS", "CLASSES", "INPUT", "SOURCE", "AVAILABLE")
+    table = [header] + [
+        (
+            entry.name,
+            entry.arch,
+            entry.dataset,
+            entry.loss,
+            str(entry.num_classes or "?"),
+            "x".join(map(str, entry.input_size)) if entry.input_size else "?",
+            entry.source,
+            "yes" if entry.available else "no",
+        )
+        for entry in entries
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    notes = ["NOTE", *(entry.note for entry in entries)]
+    for row, note in zip(table, notes, strict=True):
+        cells = [value.ljust(width) for value, width in zip(row, widths, strict=True)]
+        print("  ".join([*cells, note]))
+    loadable = sum(entry.available for entry in every)
+    print(
+        f"\n{loadable} of {len(every)} models load now (built-in or in the local Hub cache); "
+        "registry ids load from the Hub once published."
+    )
     return 0
 
 
@@ -118,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         function = getattr(importlib.import_module(module_name), function_name)
         return int(function(rest) or 0)
+    except BrokenPipeError:  # `zoo list | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except ModuleNotFoundError as error:
         extra = EXTRA_OF_MODULE.get((error.name or "").split(".")[0])
         if extra is None:

@@ -11,34 +11,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-from zoo.backends import Backend, OnnxBackend, TorchBackend, check_device, warn_fp16_on_cpu
-from zoo.config import (
-    CONFIG_NAME,
-    ONNX_FP16_NAME,
-    ONNX_INT8_NAME,
-    ONNX_NAME,
-    WEIGHTS_NAME,
-    ModelConfig,
-)
+from zoo.availability import PACKAGED_MODELS_DIR, list_models, packaged_models
+from zoo.backends import BACKEND_CHOICES, BACKENDS, PRECISION_CHOICES, Backend, check_device
+from zoo.config import CONFIG_NAME, ModelConfig
 from zoo.errors import HubUnreachableError, ModelNotAvailableError
 from zoo.modeldir import interrupted_replacement, verify_files
 from zoo.preprocess import MAX_IMAGE_PIXELS
 from zoo.registry import MODELS
 from zoo.segmenter import AUTO, Segmenter, _Auto
+from zoo.selection import choose
 
-BACKENDS = ("auto", "onnx", "torch")
-ONNX_FILES = {"fp32": ONNX_NAME, "int8": ONNX_INT8_NAME, "fp16": ONNX_FP16_NAME}
-PRECISIONS = tuple(ONNX_FILES)
+ONNX_FILES = BACKENDS["onnx"].files
 HF_HUB_PREFIX = "hf-hub:"
-# Model directories shipped inside the package (the demo's built-in model), loadable by name.
-PACKAGED_MODELS_DIR = Path(__file__).resolve().parent / "assets" / "models"
-
-
-def packaged_models() -> list[str]:
-    """Names of the model directories shipped in the package (`zoo/assets/models/`)."""
-    if not PACKAGED_MODELS_DIR.is_dir():
-        return []
-    return sorted(p.name for p in PACKAGED_MODELS_DIR.iterdir() if (p / CONFIG_NAME).is_file())
 
 
 def load(
@@ -46,7 +30,7 @@ def load(
     backend: str = "auto",
     device: str = "auto",
     revision: str | None = None,
-    precision: str = "fp32",
+    precision: str = "auto",
     *,
     mode: str = "whole",
     max_side: int | _Auto | None = AUTO,
@@ -55,6 +39,7 @@ def load(
     num_threads: int | None = None,
     max_pixels: int | None = MAX_IMAGE_PIXELS,
     verify: bool = True,
+    min_agreement: float | None = None,
 ) -> Segmenter:
     """Load a model for inference.
 
@@ -62,11 +47,15 @@ def load(
         model shipped in the package (`lraspp_mbv3_synthcity_cpg`, the demo's; works
         offline), or a local model directory (config.json + model.onnx and/or
         model.safetensors).
-    backend: "onnx" (ONNX Runtime), "torch" (safetensors weights), or "auto" (ONNX when the
-        model has model.onnx, else torch).
+    backend: "onnx" (ONNX Runtime), "openvino" (OpenVINO, CPU), "torch" (safetensors
+        weights), or "auto": with precision "auto", on a CPU the fastest installed path whose
+        accuracy gate is met (`zoo.selection`; `Segmenter.selection` says which and why), on
+        a GPU ONNX Runtime fp32; torch when the model has no ONNX file.
     device: "auto" (GPU when usable), "cpu", "cuda" or "cuda:N".
     revision: Hub branch, tag or commit (pin it for reproducible results).
-    precision: "fp32", "int8" (model.int8.onnx) or "fp16" (model.fp16.onnx; GPU).
+    precision: "auto", "fp32", "bf16" (OpenVINO on CPUs reporting BF16; model.onnx), "int8"
+        (model.int8.onnx) or "fp16" (model.fp16.onnx; GPU). "auto" with an explicit backend
+        is fp32.
     mode, max_side, batch_size: the `Segmenter`'s defaults (see `zoo.segmenter`).
     providers: explicit ONNX Runtime providers, overriding the device's choice.
     num_threads: ONNX Runtime intra-op threads (default: ONNX Runtime's).
@@ -74,22 +63,31 @@ def load(
         None: no limit).
     verify: check the model file against the sha256 that config.json records (once per file
         version in a process); False for files changed on purpose.
+    min_agreement: the argmax agreement with fp32 a reduced precision must have recorded in
+        eval.json (default `zoo.selection.GATES`: bf16 99.5%, int8 98%); lower it to use a
+        path below its gate.
 
     Raises ModelFileError when a model file differs from config.json's record,
     ModelNotAvailableError when the model cannot be obtained (not published yet,
     offline and not cached, missing files), ValueError for bad arguments or unknown ids.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if backend not in BACKEND_CHOICES:
+        raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKEND_CHOICES)}")
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(
+            f"unknown precision {precision!r}; use one of {', '.join(PRECISION_CHOICES)}"
+        )
     check_device(device)
-    model_dir = resolve_model_dir(name, revision=revision, backend=backend, precision=precision)
+    wanted = "fp32" if precision in ("auto", "bf16") else precision  # the Hub files to fetch
+    hub_backend = "onnx" if backend == "openvino" else backend
+    model_dir = resolve_model_dir(name, revision=revision, backend=hub_backend, precision=wanted)
     config = _read_config(model_dir)
-    chosen = choose_backend(model_dir, backend, precision)
+    choice = choose(model_dir, backend, precision, device, min_agreement)
     if verify:
-        verify_files(model_dir, [ONNX_FILES[precision] if chosen == "onnx" else WEIGHTS_NAME])
-    engine = _build_backend(model_dir, config, chosen, device, precision, providers, num_threads)
+        verify_files(model_dir, [BACKENDS[choice.backend].files[choice.precision]])
+    engine = _build_backend(
+        model_dir, config, choice.backend, device, choice.precision, providers, num_threads
+    )
     return Segmenter(
         engine,
         config,
@@ -98,9 +96,10 @@ def load(
         max_side=max_side,
         batch_size=batch_size,
         max_pixels=max_pixels,
-        precision=precision,
+        precision=choice.precision,
         source=os.fspath(name),
         revision=hub_commit(model_dir),
+        selection=str(choice),
     )
 
 
@@ -147,11 +146,12 @@ def resolve_model_dir(
             f"local model directory {path} does not exist. Pass an existing directory written "
             f"by `zoo export`, a registry id (`zoo list`) or 'hf-hub:org/repo'."
         )
-    close = difflib.get_close_matches(text, list(MODELS), n=3)
+    names = list_models()  # the built-in models and the registry ids
+    close = difflib.get_close_matches(text, names, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise ValueError(
-        f"unknown model {text!r}: not a registry id, not 'hf-hub:org/repo' and not a local "
-        f"directory.{hint} Valid ids: {', '.join(sorted(MODELS))}"
+        f"unknown model {text!r}: not a built-in model, not a registry id, not "
+        f"'hf-hub:org/repo' and not a local directory.{hint} Valid names: {', '.join(names)}"
     )
 
 
@@ -201,21 +201,6 @@ def _read_config(model_dir: Path) -> ModelConfig:
     return ModelConfig.load(model_dir)
 
 
-def choose_backend(model_dir: Path, backend: str, precision: str) -> str:
-    """Resolve "auto": ONNX when the directory has model.onnx (or the precision's ONNX file),
-    else torch when it has model.safetensors."""
-    if backend != "auto":
-        return backend
-    if (model_dir / ONNX_NAME).is_file() or (model_dir / ONNX_FILES[precision]).is_file():
-        return "onnx"
-    if (model_dir / WEIGHTS_NAME).is_file():
-        return "torch"
-    raise ModelNotAvailableError(
-        f"{model_dir} has neither {ONNX_NAME} nor {WEIGHTS_NAME}; present: "
-        f"{_listing(model_dir)}. Re-export the model or download it again."
-    )
-
-
 def _build_backend(
     model_dir: Path,
     config: ModelConfig,
@@ -225,27 +210,19 @@ def _build_backend(
     providers: list[Any] | None,
     num_threads: int | None,
 ) -> Backend:
-    if backend == "onnx":
-        path = model_dir / ONNX_FILES[precision]
-        if not path.is_file():
-            have = [p for p, f in ONNX_FILES.items() if (model_dir / f).is_file()]
-            advice = f"use precision={have[0]!r} or " if have else ""
-            raise ModelNotAvailableError(
-                f"{path} not found: this model has no {precision} ONNX file (precisions "
-                f"available: {', '.join(have) or 'none'}; files present: {_listing(model_dir)}). "
-                f"{advice.capitalize()}export the model with that precision."
-            )
-        engine: Backend = OnnxBackend(path, device, providers=providers, num_threads=num_threads)
-        if precision == "fp16":
-            warn_fp16_on_cpu(engine)
-        return engine
-    path = model_dir / WEIGHTS_NAME
+    row = BACKENDS[backend]
+    path = model_dir / row.files[precision]
     if not path.is_file():
+        have = [p for p, f in row.files.items() if (model_dir / f).is_file()]
+        others = [n for n, r in BACKENDS.items() if (model_dir / r.files.get("fp32", "")).is_file()]
+        advice = f"Use precision={have[0]!r}, or export" if have else "Export"
+        advice = advice if have or not others else f"Use backend={others[0]!r}, or export"
         raise ModelNotAvailableError(
-            f"{path} not found: backend='torch' needs the safetensors weights (files present: "
-            f"{_listing(model_dir)}). Use backend='onnx' or download with the torch files."
+            f"{path} not found: backend={backend!r} with precision={precision!r} needs it "
+            f"(precisions available: {', '.join(have) or 'none'}; files present: "
+            f"{_listing(model_dir)}). {advice} the model with that precision."
         )
-    return TorchBackend(path, config, device, precision)
+    return row.loader(path, config, device, precision, providers, num_threads)
 
 
 def _listing(model_dir: Path) -> str:

@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from zoo.availability import DEFAULT_MODEL
 from zoo.config import write_bytes_atomic
 from zoo.errors import ModelFileError, ModelNotAvailableError
 from zoo.preprocess import (
@@ -147,7 +148,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, globs")
     parser.add_argument(
-        "--model", required=True, help="registry id, hf-hub:org/repo[@rev] or model directory"
+        "--model",
+        default=DEFAULT_MODEL,
+        help="model directory, registry id or hf-hub:org/repo[@rev] (default: the built-in "
+        f"{DEFAULT_MODEL}, offline; `zoo list` shows what loads)",
     )
     parser.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"])
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
