@@ -263,7 +263,7 @@ def test_precision_file_absent(model_dir: Path) -> None:
     with pytest.raises(ModelNotAvailableError, match=r"model\.fp16\.onnx"):
         zoo.load(str(model_dir), backend="onnx", precision="fp16")
     with pytest.raises(ValueError, match="unknown precision"):
-        zoo.load(str(model_dir), precision="bf16")
+        zoo.load(str(model_dir), precision="fp8")
 
 
 def test_damaged_onnx(model_dir: Path, tmp_path: Path) -> None:

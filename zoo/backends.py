@@ -1,21 +1,28 @@
-"""Inference backends behind one small interface: ONNX Runtime and torch.
+"""Inference backends behind one small interface, and `BACKENDS`, the table of them.
 
 A backend maps a normalised float32 NCHW batch to float32 NCHW logits at the same height and
-width; preprocessing and postprocessing live in `zoo.preprocess` and `zoo.segmenter`, so both
-backends see identical tensors. Importing this module imports neither onnxruntime nor torch.
+width (`run`). ONNX Runtime and OpenVINO also run the image as decoded (`backend.pixels.run`:
+uint8 NHWC in; logits, class ids or probabilities out), with pre- and post-processing
+composed into the graph at load time (`zoo.ingraph`). Importing this module imports no
+inference library.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from zoo.config import ONNX_FP16_NAME, ONNX_INT8_NAME, ONNX_NAME, WEIGHTS_NAME
 from zoo.errors import ModelFileError
+from zoo.ingraph import PixelGraphs, PixelSpec
 
 if TYPE_CHECKING:
     from zoo.config import ModelConfig
@@ -34,6 +41,7 @@ class Backend(Protocol):
     name: str  # "onnx" or "torch"
     device: str  # "cpu" or "cuda" (what is actually used)
     providers: list[str]  # ONNX Runtime providers in use, or ["torch:<device>"]
+    pixels: PixelGraphs | None  # uint8 images in, logits/ids/probs out (None: `run` only)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """float32 (N, 3, H, W) normalised input -> float32 (N, C, H, W) logits."""
@@ -90,6 +98,7 @@ class OnnxBackend:
         device: str = "auto",
         providers: list[Any] | None = None,
         num_threads: int | None = None,
+        pixels: PixelSpec | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -127,6 +136,12 @@ class OnnxBackend:
         names = [o.name for o in outputs]
         self.output_name = "logits" if "logits" in names else names[0]
 
+        def compile_graph(graph: bytes) -> Callable[[np.ndarray], np.ndarray]:
+            session = ort.InferenceSession(graph, options, providers=requested)
+            return lambda batch: session.run(None, {"pixels": batch})[0]
+
+        self.pixels = PixelGraphs(self.path, pixels, compile_graph) if pixels else None
+
     def run(self, batch: np.ndarray) -> np.ndarray:
         feed = {self.input_name: batch.astype(self.input_dtype, copy=False)}
         (logits,) = self.session.run([self.output_name], feed)
@@ -137,6 +152,7 @@ class TorchBackend:
     """A `zoo.models` network with safetensors weights (imports torch on construction)."""
 
     name = "torch"
+    pixels = None  # no in-graph pre/post-processing: `Segmenter` normalises in numpy
 
     def __init__(
         self,
@@ -215,7 +231,8 @@ class OpenVinoBackend:
 
     `precision`: "fp32" (f32 inference hint), "bf16" (bf16 hint: only where the CPU plugin
     reports BF16), "int8" (the QDQ `model.int8.onnx`, f32 hint for the float parts).
-    `run` is thread-safe: each thread gets its own infer request.
+    Graphs are compiled on first use. `run` is thread-safe: each thread gets its own infer
+    request.
     """
 
     name = "openvino"
@@ -226,6 +243,7 @@ class OpenVinoBackend:
         device: str = "auto",
         precision: str = "fp32",
         num_threads: int | None = None,
+        pixels: PixelSpec | None = None,
     ) -> None:
         try:
             import openvino as ov
@@ -247,33 +265,54 @@ class OpenVinoBackend:
                 f"{capabilities}: use precision='fp32' or 'int8'"
             )
         self.path = Path(path)
-        config: dict[str, Any] = {
+        self._config: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": OPENVINO_HINTS[precision],
             "PERFORMANCE_HINT": "LATENCY",
         }
         if num_threads:
-            config["INFERENCE_NUM_THREADS"] = int(num_threads)
+            self._config["INFERENCE_NUM_THREADS"] = int(num_threads)
+        self._core = ov.Core()
+        self._model = self._read(self.path.read_bytes())  # fails here on a damaged file
+        self._compiled: Any = None
+        self._compile_lock = threading.Lock()
+        self.precision = precision
+        self.device = "cpu"
+        self.providers = [f"OpenVINO:CPU:{OPENVINO_HINTS[precision]}"]
+        self.pixels = PixelGraphs(self.path, pixels, self._runner) if pixels else None
+
+    def _read(self, graph: bytes) -> Any:
         try:
-            core = ov.Core()
-            self.compiled = core.compile_model(core.read_model(str(self.path)), "CPU", config)
+            return self._core.read_model(graph)
         except Exception as error:  # OpenVINO raises RuntimeError subclasses of its own
             raise ModelFileError(
                 f"{self.path} could not be loaded by OpenVINO ({type(error).__name__}: "
                 f"{str(error).strip()[:500]})"
             ) from None
-        names = [output.get_any_name() for output in self.compiled.outputs]
-        self._output = self.compiled.output("logits" if "logits" in names else names[0])
-        self.precision = precision
-        self.device = "cpu"
-        self.providers = [f"OpenVINO:CPU:{OPENVINO_HINTS[precision]}"]
-        self._local = threading.local()
+
+    def _runner(self, graph: bytes | Any) -> Callable[[np.ndarray], np.ndarray]:
+        """`run(inputs) -> first output` of `graph` compiled; one infer request per thread."""
+        model = self._read(graph) if isinstance(graph, bytes) else graph
+        compiled = self._core.compile_model(model, "CPU", self._config)
+        names = [output.get_any_name() for output in compiled.outputs]
+        index = names.index("logits") if "logits" in names else 0
+        local = threading.local()
+
+        def run(inputs: np.ndarray) -> np.ndarray:
+            request = getattr(local, "request", None)
+            if request is None:
+                request = local.request = compiled.create_infer_request()
+            request.infer({0: inputs})
+            return request.get_output_tensor(index).data.copy()
+
+        return run
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self.compiled.create_infer_request()
-        outputs = request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
-        return np.array(outputs[self._output], dtype=np.float32)
+        if self._compiled is None:
+            with self._compile_lock:
+                if self._compiled is None:
+                    self._compiled = self._runner(self._model)
+        return self._compiled(np.ascontiguousarray(batch, dtype=np.float32))
+
 
 def warn_fp16_on_cpu(backend: Backend) -> None:
     """fp16 ONNX models on the CPU provider are slower than fp32 (Cast nodes everywhere)."""
@@ -283,3 +322,105 @@ def warn_fp16_on_cpu(backend: Backend) -> None:
             "fp16 is meant for GPUs",
             stacklevel=3,
         )
+
+
+# ---------------------------------------------------------------- the table of backends
+@dataclass(frozen=True)
+class BackendRow:
+    """One inference backend: what `zoo.load`, the CLI's `--backend` and the benchmarks know."""
+
+    name: str  # the `backend=` value
+    title: str  # for people
+    module: str  # the import that must be installed
+    extra: str | None  # `pip install cpg-zoo[<extra>]` that provides it (None: the base install)
+    files: dict[str, str]  # precision -> the model-directory file it loads
+    devices: tuple[str, ...]  # where it can run
+    loader: Callable[..., Backend]  # (path, config, device, precision, providers, threads)
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        return tuple(self.files)
+
+    def installed(self) -> bool:
+        """Whether its inference library can be imported (without importing it)."""
+        return importlib.util.find_spec(self.module) is not None
+
+    def install_hint(self) -> str:
+        return f"pip install 'cpg-zoo[{self.extra}]'" if self.extra else "pip install cpg-zoo"
+
+
+def _pixel_spec(config: ModelConfig) -> PixelSpec:
+    return PixelSpec(tuple(config.mean), tuple(config.std), config.num_classes)
+
+
+def _load_onnx(
+    path: Path,
+    config: ModelConfig,
+    device: str,
+    precision: str,
+    providers: list[Any] | None,
+    num_threads: int | None,
+) -> Backend:
+    engine = OnnxBackend(path, device, providers, num_threads, pixels=_pixel_spec(config))
+    if precision == "fp16":
+        warn_fp16_on_cpu(engine)
+    return engine
+
+
+def _load_torch(
+    path: Path,
+    config: ModelConfig,
+    device: str,
+    precision: str,
+    providers: list[Any] | None,
+    num_threads: int | None,
+) -> Backend:
+    return TorchBackend(path, config, device, precision)
+
+
+def _load_openvino(
+    path: Path,
+    config: ModelConfig,
+    device: str,
+    precision: str,
+    providers: list[Any] | None,
+    num_threads: int | None,
+) -> Backend:
+    return OpenVinoBackend(path, device, precision, num_threads, pixels=_pixel_spec(config))
+
+
+BACKENDS: dict[str, BackendRow] = {
+    row.name: row
+    for row in (
+        BackendRow(
+            "onnx",
+            "ONNX Runtime",
+            "onnxruntime",
+            None,
+            {"fp32": ONNX_NAME, "int8": ONNX_INT8_NAME, "fp16": ONNX_FP16_NAME},
+            ("cpu", "cuda"),
+            _load_onnx,
+        ),
+        BackendRow(
+            "openvino",
+            "OpenVINO (CPU)",
+            "openvino",
+            "openvino",
+            {"fp32": ONNX_NAME, "bf16": ONNX_NAME, "int8": ONNX_INT8_NAME},
+            ("cpu",),
+            _load_openvino,
+        ),
+        BackendRow(
+            "torch",
+            "PyTorch eager",
+            "torch",
+            "torch",
+            {"fp32": WEIGHTS_NAME, "fp16": WEIGHTS_NAME},
+            ("cpu", "cuda"),
+            _load_torch,
+        ),
+    )
+}
+BACKEND_CHOICES = ("auto", *BACKENDS)  # `backend=` values (the CLI's --backend)
+PRECISIONS = tuple(dict.fromkeys(p for row in BACKENDS.values() for p in row.precisions))
+PRECISION_CHOICES = ("auto", *PRECISIONS)

@@ -15,6 +15,11 @@ larger image raises `ImageTooLargeError` (a ValueError) read from the file heade
 anything is decoded; `max_pixels=None` lifts it. JPEG files that will be downscaled are decoded
 at reduced scale (`zoo.preprocess.open_image`). A list with unusable images raises
 `BatchPredictionError` carrying the results of the others.
+
+Where the backend has in-graph pre/post-processing (`backend.pixels`, `zoo.ingraph`: ONNX
+Runtime, OpenVINO) images go in as uint8 and, when the logits need no resize (the image runs at
+its own size, `mode="whole"`), `predict` gets class ids and `predict_proba` probabilities from
+the graph: no float work in numpy. Otherwise the graph gives logits, resized here.
 """
 
 from __future__ import annotations
@@ -85,6 +90,7 @@ class Segmenter:
         precision: str = "fp32",
         source: str | None = None,
         revision: str | None = None,
+        selection: str | None = None,
     ) -> None:
         self.backend = backend
         self.config = config
@@ -98,6 +104,7 @@ class Segmenter:
         self.precision = precision
         self.source = source  # the name it was loaded by (registry id, hf-hub:..., directory)
         self.revision = revision  # the Hub commit sha of the files, for Hub loads
+        self.selection = selection  # which backend/precision `zoo.load` took and why
         self.mask_dtype = np.dtype(np.uint8 if config.num_classes <= 255 else np.int32)
         self._lut = np.zeros((max(256, config.num_classes), 3), np.uint8)
         self._lut[: config.num_classes] = np.asarray(config.palette, np.uint8).reshape(-1, 3)
@@ -120,8 +127,8 @@ class Segmenter:
 
     @property
     def providers(self) -> list[str]:
-        """ONNX Runtime providers actually in use (`session.get_providers()`), or
-        `["torch:<device>"]`."""
+        """ONNX Runtime providers actually in use (`session.get_providers()`),
+        `["OpenVINO:CPU:<precision hint>"]` or `["torch:<device>"]`; `selection` says why."""
         return list(self.backend.providers)
 
     @property
@@ -131,7 +138,7 @@ class Segmenter:
 
     @property
     def backend_name(self) -> str:
-        """Backend name: "onnx" or "torch"."""
+        """Backend name: a key of `zoo.backends.BACKENDS` ("onnx", "openvino", "torch")."""
         return self.backend.name
 
     def __repr__(self) -> str:
@@ -170,7 +177,7 @@ class Segmenter:
         def mask(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
             return preprocess.argmax_resized(logits, size, self.mask_dtype)
 
-        return self._map(mask, image, batch_size, mode, max_side)
+        return self._map(mask, image, batch_size, mode, max_side, output="ids")
 
     def predict_proba(
         self,
@@ -186,13 +193,13 @@ class Segmenter:
         def proba(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
             return preprocess.softmax(preprocess.resize_logits(logits, size), axis=0)
 
-        return self._map(proba, image, batch_size, mode, max_side)
+        return self._map(proba, image, batch_size, mode, max_side, output="probs")
 
     def predict_logits(
         self, image: ImageInput, *, mode: str | None = None, max_side: int | _Auto | None = AUTO
     ) -> np.ndarray:
         """Raw logits, float32 CxHxW at the resolution the network ran at (before upsampling)."""
-        ((logits, _, error),) = self._logits([image], None, mode, max_side)
+        ((logits, _, error, _),) = self._logits([image], None, mode, max_side)
         if error is not None:
             raise error
         return logits
@@ -210,18 +217,26 @@ class Segmenter:
         batch_size: int | None,
         mode: str | None,
         max_side: int | _Auto | None,
+        output: str,
     ) -> np.ndarray | list[np.ndarray]:
-        """`finish(logits, size)` of an image, or the list of them for a list."""
+        """`finish(logits, size)` of an image (or the graph's `output` where no resize is
+        needed), or the list of them for a list."""
+
+        def result(array: np.ndarray, size: tuple[int, int], done: bool) -> np.ndarray:
+            return array if done else finish(array, size)
+
         if not isinstance(image, list | tuple):
-            ((logits, size, error),) = self._logits([image], batch_size, mode, max_side)
+            ((array, size, error, done),) = self._logits(
+                [image], batch_size, mode, max_side, output
+            )
             if error is not None:
                 raise error
-            return finish(logits, size)
+            return result(array, size, done)
         results: list[np.ndarray | None] = []
         errors: dict[int, Exception] = {}
-        outputs = self._logits(image, batch_size, mode, max_side)
-        for index, (logits, size, error) in enumerate(outputs):
-            results.append(None if error is not None else finish(logits, size))
+        outputs = self._logits(image, batch_size, mode, max_side, output)
+        for index, (array, size, error, done) in enumerate(outputs):
+            results.append(None if error is not None else result(array, size, done))
             if error is not None:
                 errors[index] = error
         if errors:
@@ -247,16 +262,22 @@ class Segmenter:
         batch_size: int | None,
         mode: str | None,
         max_side: int | _Auto | None,
-    ) -> Iterator[tuple[Any, Any, Exception | None]]:
-        """(CxhxW logits at the processing size, original (H, W), None) per image, in order;
-        (None, None, the exception) for an image that could not be read."""
+        output: str = "logits",
+    ) -> Iterator[tuple[Any, Any, Exception | None, bool]]:
+        """Per image, in order: (CxhxW logits at the processing size, original (H, W), None,
+        False), or (the graph's `output` at the original size, (H, W), None, True) where the
+        backend computes it and nothing needs resizing; (None, None, the exception, False) for
+        an image that could not be read."""
         batch_size, mode, max_side = self._resolve(batch_size, mode, max_side)
+        in_graph = output != "logits" and getattr(self.backend, "pixels", None) is not None
         pending: list[np.ndarray] = []
         sizes: list[tuple[int, int]] = []
+        direct = False  # whether the pending images get `output` from the graph
 
-        def run_pending() -> Iterator[tuple[Any, Any, None]]:
-            for logits, size in zip(self._run(pending), sizes, strict=True):
-                yield logits, size, None
+        def run_pending() -> Iterator[tuple[Any, Any, None, bool]]:
+            arrays = self._run(pending, output if direct else "logits")
+            for array, size in zip(arrays, sizes, strict=True):
+                yield array, size, None, direct
             pending.clear()
             sizes.clear()
 
@@ -267,30 +288,41 @@ class Segmenter:
             except PER_IMAGE_ERRORS as error:
                 if pending:
                     yield from run_pending()
-                yield None, None, error
+                yield None, None, error, False
                 continue
             target = preprocess.scaled_size(*decoded.size, max_side)
             small = preprocess.resize_rgb(decoded.rgb, target)
             if mode == "slide":
-                yield self._slide(small, batch_size), decoded.size, None
+                yield self._slide(small, batch_size), decoded.size, None, False
                 continue
-            if pending and (len(pending) == batch_size or small.shape != pending[0].shape):
+            same_size = in_graph and tuple(target) == tuple(decoded.size)
+            if pending and (
+                len(pending) == batch_size or small.shape != pending[0].shape or same_size != direct
+            ):
                 yield from run_pending()
+            direct = same_size
             pending.append(small)
             sizes.append(decoded.size)
         if pending:
             yield from run_pending()
 
-    def _run(self, rgbs: Sequence[np.ndarray]) -> np.ndarray:
-        batch = preprocess.normalize(rgbs, self.config.mean, self.config.std)
-        logits = self.backend.run(batch)
-        expected = (len(rgbs), self.num_classes, *batch.shape[2:])
-        if logits.shape != expected:
+    def _run(self, rgbs: Sequence[np.ndarray], output: str = "logits") -> np.ndarray:
+        """The backend's `output` ("logits", "ids", "probs") of uint8 HxWx3 images of one size;
+        "ids" and "probs" only through the graph (`backend.pixels`)."""
+        pixels = getattr(self.backend, "pixels", None)
+        if pixels is not None:
+            result = pixels.run(np.stack(rgbs), output)
+        else:
+            result = self.backend.run(preprocess.normalize(rgbs, self.config.mean, self.config.std))
+        height, width = rgbs[0].shape[:2]
+        channels = () if output == "ids" else (self.num_classes,)
+        expected = (len(rgbs), *channels, height, width)
+        if result.shape != expected:
             raise RuntimeError(
-                f"the model returned logits of shape {logits.shape}, expected {expected} "
+                f"the model returned {output} of shape {result.shape}, expected {expected} "
                 "(config.json and the model file disagree?)"
             )
-        return logits
+        return result.astype(self.mask_dtype, copy=False) if output == "ids" else result
 
     def _slide(self, rgb: np.ndarray, batch_size: int) -> np.ndarray:
         height, width = rgb.shape[:2]
