@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save
 from torch import nn
 
+from training.checkpoints import read_checkpoint
 from zoo.archs import ARCHITECTURES
 from zoo.config import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, write_bytes_atomic
 from zoo.models import build_model
@@ -64,22 +65,9 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
 
 def _load_torch(path: Path) -> LoadedCheckpoint:
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # UnpicklingError, BadZipFile, EOFError, IndexError, ...
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
-        raise CheckpointError(
-            f"{path}: not a readable torch checkpoint (expected a torch.save zip of a dict with "
-            f"'model' and 'config'): {first_line}"
-        ) from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: holds a {type(data).__name__}, expected a dict")
-    missing = [key for key in ("model", "config") if key not in data]
-    if missing:
-        raise CheckpointError(
-            f"{path}: missing key(s) {', '.join(missing)} (found: {', '.join(map(str, data))})"
-        )
-    if not isinstance(data["config"], dict):
-        raise CheckpointError(f"{path}: 'config' must be a dict (ModelConfig.to_dict())")
+        data = read_checkpoint(path)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
     config = _config_from_dict(data["config"], path)
     return _checked(config, data["model"], path)
 

@@ -23,6 +23,7 @@ __all__ = [
     "checkpoint_config",
     "load_checkpoint",
     "model_state_dict",
+    "read_checkpoint",
     "rng_state",
     "save_checkpoint",
     "set_rng_state",
@@ -129,9 +130,12 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
     write_bytes_atomic(path, buffer.getvalue())
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """`torch.load(path, weights_only=True)`; ValueError naming the file if it is unreadable,
-    holds more than tensors and builtins, or lacks a checkpoint's keys."""
+def read_checkpoint(
+    path: str | Path, required: tuple[str, ...] = ("model", "config")
+) -> dict[str, Any]:
+    """`torch.load(path, weights_only=True)` of a dict holding `required`; ValueError naming
+    the file if it is missing, unreadable, holds more than tensors and builtins, or lacks a
+    key. The one checkpoint reader of training, evaluation, fine-tuning and export."""
     import torch
 
     path = Path(path)
@@ -144,12 +148,22 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"checkpoint {path} holds objects other than tensors and builtins "
             "(not loadable with weights_only=True); it was not written by zoo train"
         ) from None
-    except _LOAD_ERRORS as error:
+    except Exception as error:  # garbage bytes fail in many ways inside the unpickler
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"checkpoint {path} is truncated or not a checkpoint ({reason})") from None
-    required = ("model", "config", "iteration")
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required):
-        raise ValueError(f"checkpoint {path} lacks the keys {', '.join(required)} of zoo train")
-    if not isinstance(checkpoint["config"], dict) or "recipe" not in checkpoint["config"]:
+        found = ", ".join(map(str, checkpoint)) if isinstance(checkpoint, dict) else "no dict"
+        raise ValueError(
+            f"checkpoint {path} lacks the keys {', '.join(required)} (found: {found})"
+        )
+    if not isinstance(checkpoint["config"], dict):
+        raise ValueError(f"checkpoint {path}: 'config' must be a dict (ModelConfig.to_dict())")
+    return checkpoint
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint written by `zoo train` (`read_checkpoint` plus its iteration and recipe)."""
+    checkpoint = read_checkpoint(path, ("model", "config", "iteration"))
+    if "recipe" not in checkpoint["config"]:
         raise ValueError(f"checkpoint {path} has no config.recipe: it was not written by zoo train")
     return checkpoint

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from training.checkpoints import load_checkpoint
 from training.metrics import SegmentationMetrics
 from zoo.config import file_sha256
 from zoo.preprocess import slide_stride, sliding_windows
@@ -178,21 +179,6 @@ def git_commit(cwd: str | Path | None = None) -> str:
     except (OSError, subprocess.SubprocessError):
         return ""
     return out.stdout.strip() if out.returncode == 0 else ""
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a training checkpoint with `weights_only=True`, with clear errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling errors come in many types
-        raise ValueError(f"{path} is not a loadable checkpoint: {error}") from None
-    missing = [k for k in ("model", "config") if k not in checkpoint]
-    if not isinstance(checkpoint, dict) or missing:
-        raise ValueError(f"{path} is not a training checkpoint (missing {', '.join(missing)})")
-    return checkpoint
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any]) -> nn.Module:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from zoo.archs import ARCHITECTURES
-from zoo.datasets import DATASETS
+from zoo.datasets import CUSTOM, DATASETS
 from zoo.lookup import lookup, unknown_name_error
 from zoo.registry import LOSSES
 
@@ -82,6 +82,13 @@ class Recipe:
     channels_last: bool = True
     cudnn_benchmark: bool = True
     compile: bool = False
+    # Fine-tuning: start from these weights (a registry id, a model directory, an hf-hub: id
+    # or a trainer checkpoint) instead of ImageNet; layers that depend on the class count are
+    # re-initialised when it differs (`training.finetune`).
+    init: str = ""
+    # Columns of a Hugging Face `datasets` dataset given as --data-root.
+    image_column: str = "image"
+    mask_column: str = "annotation"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
@@ -331,3 +338,44 @@ __all__ = [
     "parse_value",
     "recipes_markdown",
 ]
+
+
+# A user's own dataset (`zoo train --arch A --data-root DATA`): defaults for small datasets.
+CUSTOM_EPOCHS = 50  # iterations = this many passes over the training images, clamped below
+CUSTOM_ITERATIONS = (200, 40_000)
+CUSTOM_BATCH = 8
+CUSTOM_MAX_CROP = 512
+
+
+def custom_crop(sizes: list[tuple[int, int]]) -> tuple[int, int]:
+    """Training crop from the images' (height, width): the most common size, at most 512 a
+    side, rounded down to a multiple of 16 (at least 32)."""
+    height, width = max(set(sizes), key=sizes.count)
+    return tuple(  # type: ignore[return-value]
+        max(32, min(CUSTOM_MAX_CROP, side) // 16 * 16) for side in (height, width)
+    )
+
+
+def custom_recipe(
+    arch: str, loss: str, dataset_name: str, train_images: int, sizes: list[tuple[int, int]]
+) -> Recipe:
+    """The recipe for `arch` on a user's dataset of `train_images` images of `sizes`:
+    crop from the data, iterations from its size (`CUSTOM_EPOCHS` passes), evaluation and
+    checkpoints five times per run. Override any field with key=value."""
+    lookup(ARCHITECTURES, arch, "arch")
+    lookup(LOSSES, loss, "loss")
+    iterations = -(-CUSTOM_EPOCHS * train_images // CUSTOM_BATCH)
+    iterations = min(max(iterations, CUSTOM_ITERATIONS[0]), CUSTOM_ITERATIONS[1])
+    every = max(1, iterations // 5)
+    values: dict[str, Any] = dict(
+        crop_size=custom_crop(sizes), batch_size=CUSTOM_BATCH, iterations=iterations,
+        lr=0.01, warmup_iters=min(500, iterations // 10), eval_interval=every,
+        checkpoint_interval=every, log_interval=min(50, max(1, iterations // 50)),
+        eval_mode="whole",
+    )  # fmt: skip
+    values.update(ARCH_TWEAKS[arch])
+    values.update(LOSS_SETTINGS[loss])
+    name = f"{arch}_{dataset_name}_{loss}"
+    recipe = Recipe(name=name, arch=arch, dataset=CUSTOM, loss=loss, **values)
+    recipe.validate()
+    return recipe

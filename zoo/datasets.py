@@ -17,6 +17,9 @@ from typing import Any
 from zoo.lookup import lookup
 
 IGNORE_INDEX = 255
+# The dataset of a recipe trained on a user's own data (a folder with dataset.json, or a
+# Hugging Face dataset): its classes come from the data, not from a row of this table.
+CUSTOM = "custom"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

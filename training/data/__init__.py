@@ -10,7 +10,7 @@ of its layout family, and a 256-entry raw-label -> train-id table from its `zoo.
 one generic reader serves them all.
 """
 
-from training.data.dataset import SegmentationDataset, build_dataset
+from training.data.dataset import SegmentationDataset, build_dataset, open_dataset
 from training.data.layouts import (
     LAYOUTS,
     DatasetFileError,
@@ -31,6 +31,7 @@ __all__ = [
     "SegmentationDataset",
     "build_dataset",
     "get_layout",
+    "open_dataset",
     "prepare_dataset",
     "write_synthcity",
     "write_tiny_dataset",

@@ -13,8 +13,8 @@ from torchvision import tv_tensors
 
 from training.data.files import Sample, find_samples
 from training.data.io import read_image, read_label
-from training.data.layouts import DatasetFileError, DatasetLayout, get_layout
-from zoo.datasets import DatasetInfo, get_dataset_info
+from training.data.layouts import DatasetFileError, DatasetLayout, DatasetLayoutError, get_layout
+from zoo.datasets import CUSTOM, DatasetInfo, get_dataset_info
 
 Transform = Callable[[tv_tensors.Image, tv_tensors.Mask], Any]
 
@@ -141,3 +141,31 @@ class FolderDataset(Dataset):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.root)!r}, {self.split!r}, {len(self)} samples)"
+
+
+
+
+def open_dataset(
+    dataset: str,
+    root: str | Path,
+    split: str,
+    transform: Transform | None = None,
+    image_column: str = "image",
+    mask_column: str = "annotation",
+) -> Any:
+    """The `split` of the data at `root`: a folder dataset (`dataset.json`), a Hugging Face
+    `datasets` dataset (saved folder or `hf:<id>`), else benchmark `dataset`'s own layout.
+    The result has `.info` (classes, palette, ignore index) and a settable `.transform`."""
+    from training.data.folder import is_folder_dataset
+    from training.data.hf import HFSegmentationDataset, is_hf_dataset
+
+    if is_folder_dataset(root):
+        return FolderDataset(root, split, transform)
+    if is_hf_dataset(root):
+        return HFSegmentationDataset(root, split, transform, image_column, mask_column)
+    if dataset == CUSTOM:
+        raise DatasetLayoutError(
+            f"{root} is neither a folder dataset (no dataset.json) nor a Hugging Face dataset "
+            "(no dataset_dict.json / state.json, not hf:<id>); see README 'Your own data'"
+        )
+    return build_dataset(dataset, root, split, transform)
