@@ -36,15 +36,12 @@ from gradio import processing_utils
 from PIL import Image, UnidentifiedImageError
 
 import zoo
-from zoo.cards import measured_metrics, read_eval
-from zoo.config import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME
-from zoo.datasets import get_dataset_info
+from zoo.availability import DEFAULT_MODEL, PACKAGED_MODELS_DIR, cached_hub_models, packaged_models
 from zoo.errors import ModelFileError, ModelNotAvailableError
-from zoo.loading import PACKAGED_MODELS_DIR, packaged_models
+from zoo.eval_record import describe_model
 from zoo.preprocess import pil_to_rgb, resize_rgb, scaled_size
 from zoo.registry import MODELS as REGISTRY
 
-DEFAULT_MODEL = "lraspp_mbv3_synthcity_cpg"
 ASSETS = Path(str(files("zoo"))) / "assets"
 MODELS_DIR = PACKAGED_MODELS_DIR
 EXAMPLES_DIR = ASSETS / "examples"
@@ -201,56 +198,10 @@ def is_allowed_model(name: str) -> bool:
     return name in _ALLOWED or name in REGISTRY or name.startswith("hf-hub:")
 
 
-def cached_hub_models() -> list[str]:
-    """Hub models whose `main` revision in the local Hub cache has config.json and model.onnx
-    or model.safetensors: registry ids for the registry's repos, `hf-hub:org/repo` otherwise.
-    (A runtime helper that belongs in `zoo.hub`; kept here until it moves there.)"""
-    from huggingface_hub import constants, scan_cache_dir
-    from huggingface_hub.errors import CacheNotFound
-
-    try:
-        cache = scan_cache_dir(constants.HF_HUB_CACHE)
-    except (CacheNotFound, OSError):
-        return []
-    registry_ids = {spec.hub_repo: model_id for model_id, spec in REGISTRY.items()}
-    names = []
-    for repo in sorted(cache.repos, key=lambda repo: repo.repo_id):
-        runnable = any(
-            "main" in revision.refs
-            and CONFIG_NAME in (files := {f.file_name for f in revision.files})
-            and (ONNX_NAME in files or WEIGHTS_NAME in files)
-            for revision in repo.revisions
-        )
-        if repo.repo_type == "model" and runnable:
-            names.append(registry_ids.get(repo.repo_id, f"hf-hub:{repo.repo_id}"))
-    return names
-
-
 def model_choices(default_model: str) -> list[str]:
     """The dropdown: the models that load now. The default (maybe a `--model` directory)
     first, then the built-in ones and the cached Hub models."""
     return list(dict.fromkeys([default_model, *packaged_models(), *cached_hub_models()]))
-
-
-def describe_model(segmenter: zoo.Segmenter) -> str:
-    """What the model is and was trained on, from its config.json and eval.json."""
-    config = segmenter.config
-    try:
-        dataset = get_dataset_info(config.dataset).title
-    except ValueError:  # a user's own dataset
-        dataset = config.dataset
-    text = f"`{config.arch}` trained on **{dataset}** with the `{config.loss.get('name')}` loss"
-    try:
-        evaluation = read_eval(segmenter.model_dir) if segmenter.model_dir else None
-    except (OSError, ValueError):
-        evaluation = None
-    if (miou := measured_metrics(evaluation).get("mIoU")) is not None:
-        split = (evaluation or {}).get("split", "?")
-        text += f"; {split} mIoU {100 * miou if miou <= 1 else miou:.1f}% (its eval.json)"
-    build = (evaluation or {}).get("build")
-    if isinstance(build, dict) and isinstance(build.get("description"), str):
-        text += f". {build['description'].strip().rstrip('.')}"
-    return text + "."
 
 
 # ------------------------------------------------------------------------------- images

@@ -95,7 +95,7 @@ data["build"] = {
 }
 write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 EOF
-zoo card "$STAGE"
+zoo card "$STAGE" --builtin  # usage loads it by name from the package
 
 log "check: the model loads and segments an example"
 "$PYTHON" - "$STAGE" <<'EOF'

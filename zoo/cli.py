@@ -79,7 +79,13 @@ def card_main(argv: list[str]) -> int:
         "training recipes).",
     )
     parser.add_argument("model_dir", nargs="?", help="model directory written by `zoo export`")
-    parser.add_argument("--repo", help="Hub repo id used in the usage snippets")
+    parser.add_argument("--repo", help="Hub repo id the usage snippets load from")
+    parser.add_argument(
+        "--builtin",
+        action="store_true",
+        help="the directory will ship in the package (zoo/assets/models/): usage loads it by "
+        "name (automatic for the package's own directories)",
+    )
     parser.add_argument("--all", action="store_true", help="cards of all registry ids")
     parser.add_argument("--out", default="model_cards", help="output folder for --all")
     parser.add_argument(
@@ -88,6 +94,8 @@ def card_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.all == (args.model_dir is not None):
         parser.error("give either MODEL_DIR or --all")
+    if args.repo and args.builtin:
+        parser.error("--repo and --builtin exclude each other: where does the model load from?")
     try:
         if args.all:
             from training.recipes import get_recipe  # a producer: imported by the CLI only
@@ -97,7 +105,7 @@ def card_main(argv: list[str]) -> int:
             )
             print(f"wrote {len(paths)} cards under {args.out}/")
         else:
-            print(f"wrote {write_card(args.model_dir, repo_id=args.repo)}")
+            print(f"wrote {write_card(args.model_dir, args.repo, args.builtin)}")
     except (FileNotFoundError, ValueError) as error:
         print(f"zoo card: {error}", file=sys.stderr)
         return 2

@@ -12,7 +12,6 @@ ONNX files are ever fetched: nothing from the Hub is unpickled.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 from zoo.config import (
@@ -158,14 +157,6 @@ def _not_found_message(repo_id: str, revision: str | None, token: str | bool | N
         f"no model repo {repo_id} on {_endpoint()} (or it is private or gated: log in with "
         "`hf auth login` or pass a token); check the name, or pass a local model directory."
     )
-
-
-@dataclass(frozen=True)
-class _Pull:
-    repo_id: str
-    revision: str | None
-    backend: str
-    precision: str
 
 
 def download_model(
