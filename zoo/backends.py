@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from zoo import ingraph
 from zoo.config import ONNX_FP16_NAME, ONNX_INT8_NAME, ONNX_NAME, WEIGHTS_NAME
 from zoo.errors import ModelFileError
 from zoo.ingraph import PixelGraphs, PixelSpec
@@ -349,7 +350,11 @@ class BackendRow:
         return f"pip install 'cpg-zoo[{self.extra}]'" if self.extra else "pip install cpg-zoo"
 
 
-def _pixel_spec(config: ModelConfig) -> PixelSpec:
+def _pixel_spec(config: ModelConfig, path: Path) -> PixelSpec | None:
+    """In-graph pre/post-processing where `zoo.ingraph` can wrap the file (it needs `onnx`, a
+    base dependency, and opset >= 13); otherwise `Segmenter` does it in numpy."""
+    if not ingraph.supported(path):
+        return None
     return PixelSpec(tuple(config.mean), tuple(config.std), config.num_classes)
 
 
@@ -361,7 +366,7 @@ def _load_onnx(
     providers: list[Any] | None,
     num_threads: int | None,
 ) -> Backend:
-    engine = OnnxBackend(path, device, providers, num_threads, pixels=_pixel_spec(config))
+    engine = OnnxBackend(path, device, providers, num_threads, pixels=_pixel_spec(config, path))
     if precision == "fp16":
         warn_fp16_on_cpu(engine)
     return engine
@@ -386,7 +391,7 @@ def _load_openvino(
     providers: list[Any] | None,
     num_threads: int | None,
 ) -> Backend:
-    return OpenVinoBackend(path, device, precision, num_threads, pixels=_pixel_spec(config))
+    return OpenVinoBackend(path, device, precision, num_threads, pixels=_pixel_spec(config, path))
 
 
 BACKENDS: dict[str, BackendRow] = {

@@ -35,6 +35,21 @@ def ids_dtype(num_classes: int) -> np.dtype:
     return np.dtype(np.uint8 if num_classes <= 255 else np.int32)
 
 
+def supported(path: str | Path) -> bool:
+    """Whether `pixel_graph` can wrap the ONNX file at `path` (onnx installed, opset >= 13,
+    one image input); reads the graph without its external weights."""
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not installed, or a file ONNX Runtime / OpenVINO will report on
+        return False
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    return opset >= MIN_OPSET and len(inputs) == 1
+
+
 def pixel_graph(
     model_bytes: bytes,
     mean: Sequence[float],

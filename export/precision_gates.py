@@ -1,0 +1,183 @@
+"""Accuracy gates of reduced precision: how often each bf16 / int8 serving path of a model
+directory agrees with fp32, measured on labelled frames and recorded in its eval.json.
+
+    python -m export.precision_gates MODEL_DIR FRAMES [--limit 16] [--threads 2]
+
+FRAMES: a folder of images with labels beside them (e.g. `zoo data synthcity /tmp/synth
+--train 0 --val 16` -> /tmp/synth/leftImg8bit/val). Every path runs exactly as `zoo.load`
+serves it (`Segmenter.predict` at full resolution, in-graph pre/post-processing) and is compared
+with ONNX Runtime fp32 pixel by pixel; with labels, the mIoU of both is recorded too. The
+result goes to eval.json under `zoo.selection.AGREEMENT_KEY` ("precision_agreement"), keyed
+"backend/precision", which `zoo.load` checks against `zoo.selection.GATES`. Only eval.json is
+rewritten (atomically): the model files and their sha256 record stay valid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from export.images import find_images, load_calibration_set
+from export.parity import mean_iou
+from zoo.backends import BACKENDS, openvino_capabilities
+from zoo.config import EVAL_NAME, ModelConfig, read_json_object, write_text_atomic
+from zoo.preprocess import read_image, resize_rgb
+from zoo.selection import AGREEMENT_KEY, GATES
+
+
+def reduced_paths(model_dir: Path) -> list[tuple[str, str]]:
+    """(backend, precision) of every installed CPU path below fp32 whose file is present
+    (bf16 only where OpenVINO reports BF16)."""
+    paths = []
+    for name, row in BACKENDS.items():
+        for precision, file_name in row.files.items():
+            if precision not in ("bf16", "int8") or not row.installed():
+                continue
+            if not (model_dir / file_name).is_file():
+                continue
+            if precision == "bf16" and "BF16" not in openvino_capabilities():
+                continue
+            paths.append((name, precision))
+    return paths
+
+
+def measure_agreement(
+    model_dir: str | Path,
+    frames: str | Path,
+    limit: int = 16,
+    num_threads: int | None = None,
+    size: tuple[int, int] | None = None,
+    label_folder: str | Path | None = None,
+) -> dict[str, dict[str, Any]]:
+    """`{"backend/precision": {"argmax_agreement", "pixels", "frames", "size", "miou_fp32",
+    "miou", "miou_drop", "gate", "passes"}}` for each `reduced_paths` entry, on up to `limit`
+    frames resized to `size` (H, W; default: the first frame's size)."""
+    import zoo
+
+    model_dir = Path(model_dir)
+    config = ModelConfig.load(model_dir)
+    images = find_images(frames)
+    if not images:
+        raise ValueError(f"{frames}: no images found to measure agreement on")
+    if size is None:
+        with Image.open(images[0]) as first:
+            size = (first.height, first.width)
+    calibration = load_calibration_set(
+        frames, size, config.mean, config.std, limit=limit, label_folder=label_folder
+    )
+    pixels = [resize_rgb(read_image(path), size) for path in calibration.paths]
+
+    def masks(backend: str, precision: str) -> list[np.ndarray]:
+        segmenter = zoo.load(
+            model_dir,
+            backend=backend,
+            precision=precision,
+            device="cpu",
+            max_side=None,
+            num_threads=num_threads,
+            min_agreement=0.0,
+        )
+        return list(segmenter.predict(pixels))
+
+    reference = masks("onnx", "fp32")
+    labels = calibration.labels
+    miou_fp32 = (
+        mean_iou(reference, labels, config.num_classes, config.ignore_index) if labels else None
+    )
+    results: dict[str, dict[str, Any]] = {}
+    for backend, precision in reduced_paths(model_dir):
+        predicted = masks(backend, precision)
+        same = sum(int((p == r).sum()) for p, r in zip(predicted, reference, strict=True))
+        counted = sum(r.size for r in reference)
+        agreement = same / counted
+        figures: dict[str, Any] = {
+            "argmax_agreement": agreement,
+            "pixels": counted,
+            "frames": len(pixels),
+            "size": list(size),
+            "gate": GATES[precision],
+            "passes": agreement >= GATES[precision],
+        }
+        if labels and miou_fp32 is not None:
+            miou = mean_iou(predicted, labels, config.num_classes, config.ignore_index)
+            figures.update(miou_fp32=miou_fp32, miou=miou, miou_drop=miou_fp32 - miou)
+        results[f"{backend}/{precision}"] = figures
+    return results
+
+
+def agreement_record(
+    figures: dict[str, dict[str, Any]], frames: str | Path, command: str
+) -> dict[str, Any]:
+    """The eval.json entry: `figures` and how, where and with what they were measured."""
+    import onnxruntime
+
+    versions = {"onnxruntime": onnxruntime.__version__}
+    try:
+        import openvino
+
+        versions["openvino"] = openvino.__version__
+    except ImportError:
+        pass
+    return {
+        **figures,
+        "reference": "onnx/fp32",
+        "frames_dir": str(frames),
+        "command": command,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": _cpu_name(),
+        "versions": versions,
+    }
+
+
+def record_agreement(
+    model_dir: str | Path, figures: dict[str, dict[str, Any]], frames: str | Path, command: str
+) -> Path:
+    """Write `figures` into eval.json (atomically; the other keys kept)."""
+    eval_path = Path(model_dir) / EVAL_NAME
+    data = read_json_object(eval_path) if eval_path.is_file() else {}
+    data[AGREEMENT_KEY] = agreement_record(figures, frames, command)
+    write_text_atomic(eval_path, json.dumps(data, indent=2) + "\n")
+    return eval_path
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("frames", type=Path, help="labelled frames (labels beside the images)")
+    parser.add_argument("--limit", type=int, default=16, help="frames to measure on")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    for path, what in ((args.model_dir, "model directory"), (args.frames, "frames folder")):
+        if not path.is_dir():
+            parser.error(f"{what} {path} does not exist")
+    figures = measure_agreement(args.model_dir, args.frames, args.limit, args.threads)
+    command = "python -m export.precision_gates " + " ".join(argv or sys.argv[1:])
+    record_agreement(args.model_dir, figures, args.frames, command)
+    for key, values in figures.items():
+        verdict = "passes" if values["passes"] else "below"
+        print(f"{key}: {values['argmax_agreement']:.4%} ({verdict} the gate {values['gate']:.1%})")
+    if not figures:
+        print("no reduced-precision path to measure (no int8 file, no bf16 CPU, no OpenVINO)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
