@@ -22,9 +22,7 @@ import argparse
 import logging
 import sys
 import tempfile
-import threading
 import time
-from collections import OrderedDict
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -39,6 +37,7 @@ import zoo
 from zoo.availability import DEFAULT_MODEL, PACKAGED_MODELS_DIR, cached_hub_models, packaged_models
 from zoo.errors import ModelFileError, ModelNotAvailableError
 from zoo.eval_record import describe_model
+from zoo.model_cache import SegmenterCache
 from zoo.preprocess import pil_to_rgb, resize_rgb, scaled_size
 from zoo.registry import MODELS as REGISTRY
 
@@ -113,42 +112,11 @@ def model_source(name: str) -> str | Path:
     return name
 
 
-class ModelCache:
-    """Segmenters loaded on demand, at most `size` kept (least recently used dropped).
-
-    A slow load (a Hub download) blocks only the requests for that model."""
-
-    def __init__(self, size: int = MODEL_CACHE_SIZE) -> None:
-        self.size = size
-        self._models: OrderedDict[tuple[str, str], zoo.Segmenter] = OrderedDict()
-        self._loading: dict[tuple[str, str], threading.Lock] = {}
-        self._lock = threading.Lock()
-
-    def _cached(self, key: tuple[str, str]) -> zoo.Segmenter | None:
-        with self._lock:
-            if key in self._models:
-                self._models.move_to_end(key)
-            return self._models.get(key)
-
-    def get(self, name: str, backend: str) -> zoo.Segmenter:
-        """The Segmenter of (name, backend); raises ModelNotAvailableError, ValueError, ..."""
-        key = (name, backend)
-        if (segmenter := self._cached(key)) is not None:
-            return segmenter
-        with self._lock:
-            loading = self._loading.setdefault(key, threading.Lock())
-        with loading:  # one load per model; the others wait for it, then hit the cache
-            if (segmenter := self._cached(key)) is not None:
-                return segmenter
-            segmenter = zoo.load(model_source(name), backend=backend)
-            with self._lock:
-                self._models[key] = segmenter
-                while len(self._models) > self.size:
-                    self._models.popitem(last=False)
-            return segmenter
+def _load_for_demo(name: str, backend: str) -> zoo.Segmenter:
+    return zoo.load(model_source(name), backend=backend)
 
 
-MODELS = ModelCache()
+MODELS = SegmenterCache(MODEL_CACHE_SIZE, _load_for_demo)
 
 
 def describe_runtime(segmenter: zoo.Segmenter) -> str:
