@@ -34,6 +34,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from zoo.availability import DEFAULT_MODEL
+from zoo.backends import BACKEND_CHOICES, PRECISION_CHOICES
 from zoo.config import write_bytes_atomic
 from zoo.errors import ModelFileError, ModelNotAvailableError
 from zoo.preprocess import (
@@ -153,9 +154,22 @@ def _parser() -> argparse.ArgumentParser:
         help="model directory, registry id or hf-hub:org/repo[@rev] (default: the built-in "
         f"{DEFAULT_MODEL}, offline; `zoo list` shows what loads)",
     )
-    parser.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"])
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKEND_CHOICES,
+        help="auto (default): on a CPU the fastest installed path that meets its accuracy gate "
+        "(-v says which and why)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "int8", "fp16"])
+    parser.add_argument("--precision", default="auto", choices=PRECISION_CHOICES)
+    parser.add_argument(
+        "--min-agreement",
+        type=float,
+        default=None,
+        help="accept a reduced precision whose recorded agreement with fp32 is at least this "
+        "(default: the gates of zoo.selection)",
+    )
     parser.add_argument("--revision", default=None, help="Hub revision (branch, tag, commit)")
     parser.add_argument(
         "--out",
@@ -241,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             revision=args.revision,
             precision=args.precision,
+            min_agreement=args.min_agreement,
             mode=args.mode,
             max_side=AUTO if args.max_side is None else args.max_side,
             batch_size=args.batch_size,
@@ -256,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.verbose:
         print(f"zoo predict: {provenance(segmenter)}", file=sys.stderr)
+        print(f"zoo predict: path {segmenter.selection}", file=sys.stderr)
     max_side = segmenter.resolved_max_side()
     downscaled: list[float] = []  # the scale factor of each downscaled image
 
