@@ -213,6 +213,18 @@ def export_model(
             lap("fp16_s")
 
         record_files(work)
+        from zoo.selection import AGREEMENT_KEY
+
+        existing_eval.pop(AGREEMENT_KEY, None)  # figures of the previous weights
+        if calibration is not None:  # bf16 / int8 serving paths against fp32 (zoo.selection)
+            from export.precision_gates import agreement_record, measure_agreement
+
+            size = tuple(calibration.images[0].shape[2:])
+            figures = measure_agreement(
+                work, calib_data, calib_limit, size=size, label_folder=calib_labels
+            )
+            existing_eval[AGREEMENT_KEY] = agreement_record(figures, calib_data, report["command"])
+            lap("precision_gates_s")
         report["files"] = {
             name: {"bytes": (work / name).stat().st_size, "sha256": file_sha256(work / name)}
             for name in (CONFIG_NAME, WEIGHTS_NAME, ONNX_NAME, ONNX_INT8_NAME, ONNX_FP16_NAME)
