@@ -15,6 +15,7 @@ import zoo
 from zoo import cards
 from zoo.cards import (
     BIBTEX,
+    card_for_repo,
     generate_registry_cards,
     registry_card,
     write_card,
@@ -214,6 +215,21 @@ def test_card_of_a_directory_loads_that_directory(tmp_path, monkeypatch):
     built_in = ModelCard.load(BUILT_IN / CARD_NAME).text
     assert f'model = zoo.load("{BUILT_IN_ID}")' in built_in
     assert f'str(PACKAGED_MODELS_DIR / "{BUILT_IN_ID}" / "model.onnx")' in built_in
+
+
+def test_push_rewrites_a_generated_local_card_for_its_repo(tmp_path):
+    """The card `zoo card DIR` wrote loads DIR: a push replaces it with the repo's card, but
+    keeps a hand-edited one."""
+    directory = _model_dir(tmp_path, EVAL)
+    assert card_for_repo(directory, "my-org/first")  # no card yet
+    assert 'zoo.load("hf-hub:my-org/first")' in (directory / CARD_NAME).read_text()
+    write_card(directory)  # the local card of `zoo card DIR`
+    assert card_for_repo(directory, "my-org/street-model")
+    assert 'zoo.load("hf-hub:my-org/street-model")' in (directory / CARD_NAME).read_text()
+    edited = write_card(directory).read_text() + "\nNotes by the author.\n"
+    (directory / CARD_NAME).write_text(edited)
+    assert not card_for_repo(directory, "my-org/street-model")
+    assert (directory / CARD_NAME).read_text() == edited
 
 
 def test_card_of_a_torch_only_directory_has_no_onnx_snippet(tmp_path):

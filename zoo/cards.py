@@ -321,6 +321,23 @@ def write_card(model_dir: str | Path, repo_id: str | None = None, builtin: bool 
     return path
 
 
+def card_for_repo(model_dir: str | Path, repo_id: str) -> bool:
+    """Before a push to `repo_id`: write the card whose usage loads from that repo, when
+    `model_dir` has no card or the one `zoo card` generated for the local directory (its usage
+    would load a local path on the Hub). A hand-edited card is kept. True if written."""
+    directory = Path(model_dir)
+    path = directory / CARD_NAME
+    if path.is_file():
+        config = ModelConfig.load(directory)
+        local = render_card(
+            config, read_eval(directory), _present_files(directory), None, directory
+        )
+        if path.read_text() != str(local):
+            return False
+    write_card(directory, repo_id=repo_id)
+    return True
+
+
 def _spec_recipe(model_id: str) -> dict[str, Any]:
     """What the registry alone knows of a model's training: arch, dataset, loss, crop."""
     spec = get_spec(model_id)

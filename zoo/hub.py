@@ -289,20 +289,20 @@ def push_model_dir(
     Creates the repo if needed (`private` applies only then) and branch `revision` if it does
     not exist yet, uploads only the model-directory files (`UPLOAD_FILES`), and tags the
     commit with `tag` if given (an existing tag is an error: tags pin releases). A missing
-    `README.md` is generated first with `zoo.cards`. Raises ValueError for a bad directory or
-    a reused tag, and ConnectionError ("cannot reach <endpoint>: <reason>") when the Hub cannot
-    be reached.
+    `README.md`, or one `zoo card` generated for the local directory, is (re)written first
+    with `zoo.cards` so that its usage loads from `repo_id`; a hand-edited one is kept.
+    Raises ValueError for a bad directory or a reused tag, and ConnectionError ("cannot reach
+    <endpoint>: <reason>") when the Hub cannot be reached.
     """
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
     directory = Path(model_dir)
     config = validate_model_dir(directory)
-    if not (directory / CARD_NAME).is_file():
-        from zoo.cards import write_card
+    from zoo.cards import card_for_repo
 
-        write_card(directory, repo_id=repo_id)
-        logger.info("wrote a model card to %s", directory / CARD_NAME)
+    if card_for_repo(directory, repo_id):  # missing, or generated with local usage
+        logger.info("wrote the model card for %s to %s", repo_id, directory / CARD_NAME)
     files = [name for name in UPLOAD_FILES if (directory / name).is_file()]
     api = HfApi(token=token)
     label = config.model_id or f"{config.arch} {config.dataset}"
