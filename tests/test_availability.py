@@ -61,23 +61,21 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
-def rows(output: str) -> dict[str, list[str]]:
-    """`zoo list` rows by name, cut at the header's column starts: ARCH DATASET LOSS CLASSES
-    INPUT SOURCE AVAILABLE NOTE."""
-    lines = output.splitlines()
-    header = next(line for line in lines if line.startswith("NAME "))
+def rows(captured: pytest.CaptureResult[str]) -> dict[str, list[str]]:
+    """`zoo list` rows (stdout) by name, cut at the columns of the header (the first line of
+    stderr): ARCH DATASET LOSS CLASSES INPUT SOURCE AVAILABLE NOTE."""
+    header = captured.err.splitlines()[0]
+    assert header.split()[:3] == ["NAME", "ARCH", "DATASET"]
     starts = [i for i, ch in enumerate(header) if ch != " " and (i == 0 or header[i - 1] == " ")]
     bounds = list(zip(starts, [*starts[1:], None], strict=True))
-    body = lines[lines.index(header) + 1 :]
-    body = body[: body.index("")] if "" in body else body  # a blank line, then the summary
-    table = [[line[a:b].strip() for a, b in bounds] for line in body]
+    table = [[line[a:b].strip() for a, b in bounds] for line in captured.out.splitlines()]
     return {fields[0]: fields[1:] for fields in table}
 
 
 def test_list_shows_every_model_with_its_source_and_availability(offline, capsys):
     assert list_main([]) == 0
-    out = capsys.readouterr().out
-    table = rows(out)
+    captured = capsys.readouterr()
+    table = rows(captured)
     assert list(table) == [BUILT_IN_ID, *REGISTRY_IDS]
     builtin = table[BUILT_IN_ID]
     assert builtin[:7] == ["lraspp_mbv3", "synthcity", "cpg", "19", "128x256", "built-in", "yes"]
@@ -87,7 +85,7 @@ def test_list_shows_every_model_with_its_source_and_availability(offline, capsys
     for model_id in REGISTRY_IDS:
         assert table[model_id][6] == "no", model_id
         assert table[model_id][7] == f"not published yet (cpg-zoo/{model_id})"
-    assert "1 of 19 models load now" in out
+    assert "1 of 19 models load now" in captured.err
 
 
 def test_list_marks_cached_hub_models_available(offline, capsys, monkeypatch):
@@ -98,7 +96,7 @@ def test_list_marks_cached_hub_models_available(offline, capsys, monkeypatch):
     fake_hub_cache(offline, "someone/street-model", files)
     fake_hub_cache(offline, "someone/card-only", {"config.json": files["config.json"]})
     assert list_main([]) == 0
-    table = rows(capsys.readouterr().out)
+    table = rows(capsys.readouterr())
     assert table["lraspp_mbv3_cityscapes_cpg"][5:] == ["Hub", "yes", "in the local Hub cache"]
     # another cached repo: listed by its hf-hub id with the facts of its config.json
     assert table["hf-hub:someone/street-model"] == [
@@ -116,9 +114,9 @@ def test_list_pattern_finds_the_built_in_model(offline, capsys):
     assert zoo.list_models() == [BUILT_IN_ID, *REGISTRY_IDS]
     assert zoo.list_models("*_cpg")[:2] == [BUILT_IN_ID, "deeplabv3_r50_ade20k_cpg"]
     assert list_main(["synthcity"]) == 0
-    assert list(rows(capsys.readouterr().out)) == [BUILT_IN_ID]
+    assert list(rows(capsys.readouterr())) == [BUILT_IN_ID]
     assert list_main(["--available"]) == 0
-    assert list(rows(capsys.readouterr().out)) == [BUILT_IN_ID]
+    assert list(rows(capsys.readouterr())) == [BUILT_IN_ID]
     assert list_main(["no-such-model"]) == 1
     assert "no model matches 'no-such-model'" in capsys.readouterr().err
 
@@ -126,7 +124,7 @@ def test_list_pattern_finds_the_built_in_model(offline, capsys):
 def test_list_under_another_namespace_does_not_claim_unpublished(offline, capsys, monkeypatch):
     monkeypatch.setenv(HUB_NAMESPACE_ENV, "my-org")
     assert list_main(["lraspp_mbv3_ade20k_ce"]) == 0
-    row = rows(capsys.readouterr().out)["lraspp_mbv3_ade20k_ce"]
+    row = rows(capsys.readouterr())["lraspp_mbv3_ade20k_ce"]
     assert row[6:] == ["no", "not cached, not checked offline (my-org/lraspp_mbv3_ade20k_ce)"]
 
 
@@ -143,7 +141,9 @@ def test_predict_defaults_to_the_built_in_model(offline, tmp_path, capsys):
     image = tmp_path / "street.png"
     Image.open(EXAMPLE).resize((128, 64)).save(image)
     out = tmp_path / "masks"
-    assert predict_cli.main([str(image), "--out", str(out), "--quiet"]) == 0
+    fixed_path = ["--backend", "onnx", "--precision", "fp32"]  # the same engine as below
+    assert predict_cli.main([str(image), "--out", str(out), "--quiet", *fixed_path]) == 0
     mask = np.asarray(Image.open(out / "street.png"))
-    expected = zoo.load(BUILT_IN / BUILT_IN_ID, backend="onnx").predict(str(image))
+    built_in = zoo.load(BUILT_IN / BUILT_IN_ID, backend="onnx", precision="fp32")
+    expected = built_in.predict(str(image))
     np.testing.assert_array_equal(mask, expected)

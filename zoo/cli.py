@@ -24,7 +24,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 def list_main(argv: list[str]) -> int:
     """`zoo list [PATTERN] [--available]`: every model `zoo.load` takes by name (built-in,
     registry ids on the Hub, other Hub repos in the local cache), with where it comes from and
-    whether it loads now. Offline and instant: the Hub is not asked."""
+    whether it loads now. Offline and instant: the Hub is not asked. One model per line on
+    stdout (for scripts); the column header and a summary go to stderr."""
     import argparse
 
     from zoo.availability import model_entries
@@ -55,13 +56,14 @@ def list_main(argv: list[str]) -> int:
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     notes = ["NOTE", *(entry.note for entry in entries)]
-    for row, note in zip(table, notes, strict=True):
+    for index, (row, note) in enumerate(zip(table, notes, strict=True)):
         cells = [value.ljust(width) for value, width in zip(row, widths, strict=True)]
-        print("  ".join([*cells, note]))
+        print("  ".join([*cells, note]), file=sys.stderr if index == 0 else sys.stdout)
     loadable = sum(entry.available for entry in every)
     print(
-        f"\n{loadable} of {len(every)} models load now (built-in or in the local Hub cache); "
-        "registry ids load from the Hub once published."
+        f"{loadable} of {len(every)} models load now (built-in or in the local Hub cache); "
+        "registry ids load from the Hub once published.",
+        file=sys.stderr,
     )
     return 0
 
