@@ -47,7 +47,12 @@ def _save_mask(ids: np.ndarray, path: Path, style: str) -> None:
 
 
 def make_folder_dataset(
-    root: Path, style: str = "ids", n_train: int = 3, n_val: int = 2, spec: dict | None = None
+    root: Path,
+    style: str = "ids",
+    n_train: int = 3,
+    n_val: int = 2,
+    spec: dict | None = None,
+    size: tuple[int, int] = (12, 16),
 ) -> Path:
     """A small folder dataset with nested folders and mixed image extensions."""
     root.mkdir(parents=True, exist_ok=True)
@@ -61,8 +66,8 @@ def make_folder_dataset(
             name = f"site{i % 2}/day{i}/img{i}"
             image_path = root / "images" / split / (name + extensions[i % len(extensions)])
             image_path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(_photo(i)).save(image_path, quality=95)
-            _save_mask(_ids(i), root / "masks" / split / (name + ".png"), style)
+            Image.fromarray(_photo(i, size)).save(image_path, quality=95)
+            _save_mask(_ids(i, size), root / "masks" / split / (name + ".png"), style)
     return root
 
 

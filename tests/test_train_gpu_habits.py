@@ -45,27 +45,30 @@ def _trainer(out: Path, **overrides: object) -> Trainer:
     return Trainer(recipe, out, train_set=_Blocks(), val_set=_Blocks(), progress=False)
 
 
-class _TensorTerms:
-    """Wraps an objective so that its terms come back as float32 tensors (no host read)."""
+class _Terms:
+    """Wraps an objective so that its terms come back as float32 tensors (no host read, the
+    objective's own behaviour) or as Python floats (a host read per step)."""
 
-    def __init__(self, objective: torch.nn.Module, nan_at: int | None = None) -> None:
-        self.objective, self.nan_at, self.calls = objective, nan_at, 0
+    def __init__(self, objective: torch.nn.Module, floats: bool, nan_at: int | None) -> None:
+        self.objective, self.floats, self.nan_at, self.calls = objective, floats, nan_at, 0
 
     def __call__(self, outputs: dict, masks: torch.Tensor) -> tuple[torch.Tensor, dict]:
         loss, terms = self.objective(outputs, masks)
         self.calls += 1
-        tensors = {name: torch.tensor(value, dtype=torch.float32) for name, value in terms.items()}
+        values = {name: torch.as_tensor(v, dtype=torch.float32) for name, v in terms.items()}
         if self.nan_at is not None and self.calls > 2 * self.nan_at:  # 2 micro-batches a step
-            loss, tensors["total"] = loss * float("nan"), tensors["total"] * float("nan")
-        return loss, tensors
+            loss, values["total"] = loss * float("nan"), values["total"] * float("nan")
+        if self.floats:
+            return loss, {name: float(value) for name, value in values.items()}
+        return loss, values
 
 
-def _with_tensor_terms(trainer: Trainer, nan_at: int | None = None) -> None:
+def _with_terms(trainer: Trainer, floats: bool = False, nan_at: int | None = None) -> None:
     setup = trainer._setup
 
-    def setup_then_wrap(dist_info: object) -> None:
-        setup(dist_info)
-        trainer.objective = _TensorTerms(trainer.objective, nan_at)
+    def setup_then_wrap(dist_info: object, **kwargs: object) -> None:
+        setup(dist_info, **kwargs)
+        trainer.objective = _Terms(trainer.objective, floats, nan_at)
 
     trainer._setup = setup_then_wrap  # type: ignore[method-assign]
 
@@ -79,9 +82,11 @@ def test_loss_meter_means_floats_and_tensors_alike() -> None:
 
 
 def test_tensor_loss_terms_log_what_float_terms_log(tmp_path: Path) -> None:
-    _trainer(tmp_path / "floats").fit()
+    on_host = _trainer(tmp_path / "floats")
+    _with_terms(on_host, floats=True)
+    on_host.fit()
     on_device = _trainer(tmp_path / "tensors")
-    _with_tensor_terms(on_device)
+    _with_terms(on_device)
     on_device.fit()
     logs = [(tmp_path / run / "metrics.jsonl").read_text() for run in ("floats", "tensors")]
     assert logs[0] == logs[1]
@@ -94,7 +99,7 @@ def test_a_nonfinite_total_on_the_device_is_raised_before_anything_is_saved(
     tmp_path: Path,
 ) -> None:
     trainer = _trainer(tmp_path, log_interval=4, checkpoint_interval=4)
-    _with_tensor_terms(trainer, nan_at=1)  # the step that starts at iteration 1
+    _with_terms(trainer, nan_at=1)  # the step that starts at iteration 1
     with pytest.raises(FloatingPointError, match="non-finite loss at iteration 1; lower lr"):
         trainer.fit()
     assert trainer.iteration == 4  # noticed at the first report, without a per-step sync

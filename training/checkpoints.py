@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from training.recipes import Recipe
+from zoo.datasets import DatasetInfo
 
 __all__ = [
     "CHECKPOINT_KEYS",
@@ -100,14 +101,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def checkpoint_config(recipe: Recipe, commit: str | None = None) -> dict[str, Any]:
-    """The checkpoint's `config`: `zoo.config.ModelConfig(...).to_dict()` for this recipe."""
+def checkpoint_config(
+    recipe: Recipe, commit: str | None = None, info: DatasetInfo | None = None
+) -> dict[str, Any]:
+    """The checkpoint's `config`: `zoo.config.ModelConfig(...).to_dict()` for this recipe, with
+    the classes of `info` (a user's dataset) or of the recipe's dataset row."""
     from training.evaluate import git_commit
     from zoo.config import ModelConfig
+    from zoo.datasets import get_dataset_info
 
-    return ModelConfig.for_dataset(
+    info = info or get_dataset_info(recipe.dataset)
+    return ModelConfig.for_info(
         recipe.arch,
-        recipe.dataset,
+        info,
         input_size=list(recipe.crop_size),
         model_id=recipe.name,
         loss={

@@ -45,8 +45,17 @@ def _train_parser() -> argparse.ArgumentParser:
         "eval_interval=100. On resume only " + ", ".join(RESUME_SAFE_KEYS) + " may change "
         "without --allow-override. Recipes: " + ", ".join(list_recipes()),
     )
-    parser.add_argument("recipe", help="recipe name, e.g. lraspp_mbv3_cityscapes_cpg")
+    parser.add_argument(
+        "recipe", nargs="?", help="recipe name, e.g. lraspp_mbv3_cityscapes_cpg (or use --arch)"
+    )
     parser.add_argument("overrides", nargs="*", help="key=value recipe overrides")
+    parser.add_argument(
+        "--arch",
+        help="train this architecture on your own data at --data-root (a folder with "
+        "dataset.json, or a Hugging Face dataset): the recipe's crop and iterations come from "
+        "the data (see --print-recipe)",
+    )
+    parser.add_argument("--loss", choices=("ce", "cpg"), default="cpg", help="with --arch")
     parser.add_argument("--data-root", help="dataset folder (its real layout); required to train")
     parser.add_argument("--out", help="run folder for checkpoints and logs; required to train")
     start = parser.add_mutually_exclusive_group()
@@ -99,14 +108,69 @@ def _resumed_recipe(
     return recipe
 
 
+def _base_recipe(args: argparse.Namespace, main_rank: bool) -> Recipe:
+    """The named recipe, or with --arch the recipe for the user's dataset at --data-root
+    (checked whole first: every image and mask is read)."""
+    from training.recipes import custom_recipe, get_recipe, parse_value
+
+    if args.arch is None:
+        if args.recipe is None:
+            raise ValueError("give a RECIPE (zoo list recipes: zoo train --help) or --arch")
+        return get_recipe(args.recipe)
+    if args.recipe is not None:
+        if "=" not in args.recipe:
+            raise ValueError(f"give a RECIPE ({args.recipe}) or --arch ({args.arch}), not both")
+        args.overrides.insert(0, args.recipe)  # an override taken for the recipe name
+    if args.data_root is None:
+        raise ValueError("--arch trains on your own data: give --data-root")
+    columns = {k: v for k, v in (o.split("=", 1) for o in args.overrides) if k.endswith("_column")}
+    name, images, sizes = _describe_data(
+        args.data_root,
+        parse_value("image_column", columns.get("image_column", "image")),
+        parse_value("mask_column", columns.get("mask_column", "annotation")),
+        verbose=main_rank and not args.print_recipe,
+    )
+    return custom_recipe(args.arch, args.loss, name, images, sizes)
+
+
+def _describe_data(
+    root: str, image_column: str, mask_column: str, verbose: bool
+) -> tuple[str, int, list[tuple[int, int]]]:
+    """(name, training images, image sizes) of a user's dataset, after checking it."""
+    import re
+
+    from training.data.folder import check_folder_dataset, format_summary, is_folder_dataset
+    from training.data.hf import HFSegmentationDataset, is_hf_dataset
+
+    if is_hf_dataset(root):
+        train_set = HFSegmentationDataset(root, "train", None, image_column, mask_column)
+        HFSegmentationDataset(root, "val", None, image_column, mask_column)  # present?
+        rows = train_set.table.select(range(min(64, len(train_set))))
+        sizes = [(image.height, image.width) for image in rows[image_column]]
+        name, images = train_set.info.name, len(train_set)
+    elif is_folder_dataset(root):
+        spec, summaries = check_folder_dataset(root, required=("train", "val"))
+        if verbose:
+            print(format_summary(spec, summaries))
+        name, train = spec.info.name, summaries["train"]
+        images, sizes = train.images, list(train.sizes.elements())
+    else:
+        raise ValueError(
+            f"--data-root {root} is not a dataset of your own: expected a folder with "
+            "dataset.json, images/ and masks/ (README 'Your own data') or a Hugging Face "
+            "dataset (save_to_disk folder or hf:<id>)"
+        )
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "custom", images, sizes
+
+
 def _start_point(args: argparse.Namespace, main_rank: bool) -> tuple[Recipe, Path | bool | None]:
     """The recipe to train and what `Trainer.fit` resumes from: the checkpoint's recipe with
     the overrides for --resume / --resume-from, else the named recipe with them."""
     from training.checkpoints import load_checkpoint
-    from training.recipes import apply_overrides, get_recipe
+    from training.recipes import apply_overrides
     from training.runs import find_resume_point
 
-    recipe = apply_overrides(get_recipe(args.recipe), args.overrides)
+    recipe = apply_overrides(_base_recipe(args, main_rank), args.overrides)
     if args.resume_from:
         path = Path(args.resume_from)
         checkpoint = load_checkpoint(path)
@@ -121,7 +185,7 @@ def _start_point(args: argparse.Namespace, main_rank: bool) -> tuple[Recipe, Pat
             print(f"zoo train: warning: {problem}; using {path}", file=sys.stderr)
     else:
         return recipe, None
-    recipe = _resumed_recipe(args.recipe, args.overrides, checkpoint, path, args.allow_override)
+    recipe = _resumed_recipe(recipe.name, args.overrides, checkpoint, path, args.allow_override)
     return recipe, path
 
 
@@ -133,7 +197,7 @@ def train_main(argv: list[str]) -> int:
         return _fail("zoo train", "--resume continues the run in --out, --overwrite deletes it")
     try:
         recipe, resume = _start_point(args, main_rank)
-    except ValueError as error:
+    except USER_ERRORS as error:
         return _fail("zoo train", error)
     if args.print_recipe:
         import json
@@ -144,7 +208,7 @@ def train_main(argv: list[str]) -> int:
         if getattr(args, option) is None:
             return _fail("zoo train", f"--{option.replace('_', '-')} is required to train")
     data_root = Path(args.data_root)
-    if not data_root.is_dir():
+    if not data_root.is_dir() and not args.data_root.startswith("hf:"):
         return _fail("zoo train", f"--data-root {data_root} is not a folder")
     from training.trainer import Trainer
 
@@ -195,7 +259,7 @@ def eval_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if not Path(args.checkpoint).is_file():
         return _fail("zoo eval", f"checkpoint {args.checkpoint} not found")
-    if not Path(args.data_root).is_dir():
+    if not Path(args.data_root).is_dir() and not args.data_root.startswith("hf:"):
         return _fail("zoo eval", f"--data-root {args.data_root} is not a folder")
     from training.distributed import cleanup, init_distributed
     from training.evaluate import evaluate_checkpoint, write_eval_json

@@ -214,7 +214,7 @@ def evaluate_checkpoint(
     """Evaluate a checkpoint on `split` of its dataset; returns the `eval.json` content.
 
     `command` is recorded in the result (default: this process's command line)."""
-    from training.data import build_dataset
+    from training.data import open_dataset
     from training.distributed import resolve_device
     from training.transforms import eval_transforms
 
@@ -223,8 +223,13 @@ def evaluate_checkpoint(
     recipe = config.get("recipe", {})
     torch_device = resolve_device(device, int(os.environ.get("LOCAL_RANK", "0")))
     model = model_from_checkpoint(checkpoint).to(torch_device)
-    dataset = build_dataset(
-        config["dataset"], data_root, split, eval_transforms(config["mean"], config["std"])
+    dataset = open_dataset(
+        recipe.get("dataset", config["dataset"]),
+        data_root,
+        split,
+        eval_transforms(config["mean"], config["std"]),
+        image_column=recipe.get("image_column", "image"),
+        mask_column=recipe.get("mask_column", "annotation"),
     )
     window = tuple(recipe.get("crop_size") or config["input_size"])
     stride = tuple(recipe.get("eval_stride") or (0, 0))

@@ -39,8 +39,9 @@ __all__ = [
 
 LAST, PREVIOUS, BEST = "last.pt", "last.prev.pt", "best.pt"
 METRICS, RUN_INFO, TENSORBOARD = "metrics.jsonl", "run.json", "tb"
+INIT_REPORT = "init.json"  # what fine-tuning (init=) kept and re-initialised
 # Everything the trainer writes into a run folder (temp files of atomic writes aside).
-RUN_FILES = (LAST, PREVIOUS, BEST, METRICS, RUN_INFO, TENSORBOARD)
+RUN_FILES = (LAST, PREVIOUS, BEST, METRICS, RUN_INFO, TENSORBOARD, INIT_REPORT)
 
 # Recipe keys an override may change on resume: they change where and how fast a run goes
 # and how often it reports, not the experiment (the GPU-speed settings may change the last

@@ -77,17 +77,20 @@ def poly_warmup_factor(iteration: int, recipe: Recipe) -> float:
 
 
 def build_datasets(recipe: Recipe, data_root: str | Path) -> tuple[Dataset, Dataset]:
-    """Train split (random scale/crop/flip/jitter) and val split (normalise only)."""
-    from training.data import build_dataset
+    """Train split (random scale/crop/flip/jitter) and val split (normalise only) of the data
+    at `data_root`: the recipe's benchmark layout, or a user's own dataset
+    (`training.data.open_dataset`)."""
+    from training.data import open_dataset
     from training.transforms import eval_transforms, train_transforms
-    from zoo.datasets import get_dataset_info
 
-    info = get_dataset_info(recipe.dataset)
-    train_tf = train_transforms(
+    columns = {"image_column": recipe.image_column, "mask_column": recipe.mask_column}
+    train_set = open_dataset(recipe.dataset, data_root, "train", **columns)
+    val_set = open_dataset(recipe.dataset, data_root, "val", **columns)
+    info = train_set.info
+    train_set.transform = train_transforms(
         recipe.crop_size, info.mean, info.std, recipe.scale_range, info.ignore_index
     )
-    train_set = build_dataset(recipe.dataset, data_root, "train", train_tf)
-    val_set = build_dataset(recipe.dataset, data_root, "val", eval_transforms(info.mean, info.std))
+    val_set.transform = eval_transforms(info.mean, info.std)
     return train_set, val_set
 
 
@@ -120,10 +123,11 @@ class Trainer:
         self.train_set, self.val_set = train_set, val_set
         from zoo.datasets import get_dataset_info
 
-        self.info = get_dataset_info(recipe.dataset)
+        # a user's dataset carries its own classes; a benchmark's come from its table row
+        self.info = getattr(train_set, "info", None) or get_dataset_info(recipe.dataset)
 
     # -- set-up --------------------------------------------------------------------------
-    def _setup(self, dist_info: DistInfo) -> None:
+    def _setup(self, dist_info: DistInfo, fresh: bool = True) -> None:
         from training.losses import SegmentationObjective
         from zoo.models import build_model
 
@@ -150,8 +154,10 @@ class Trainer:
             r.arch,
             self.info.num_classes,
             aux_loss=r.aux_loss,
-            pretrained_backbone=r.pretrained_backbone,
+            pretrained_backbone=r.pretrained_backbone and not r.init,
         )
+        if r.init and fresh:  # a resumed run gets its weights from the checkpoint
+            self._init_weights(model, dist_info)
         if r.bn_momentum > 0:
             for module in model.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -194,6 +200,22 @@ class Trainer:
         self.best_miou = -1.0
         # Whether OUT/last.pt is a good checkpoint, to be kept as last.prev.pt on the next save.
         self.last_is_good = False
+
+    def _init_weights(self, model: nn.Module, dist_info: DistInfo) -> None:
+        """Fine-tuning: the weights of `recipe.init` (see `training.finetune`); the report is
+        printed and written to OUT/init.json."""
+        import json
+
+        from training.finetune import load_init_weights
+        from training.runs import INIT_REPORT
+        from zoo.config import write_text_atomic
+
+        r = self.recipe
+        report = load_init_weights(model, r.init, r.arch, self.info.num_classes)
+        if dist_info.is_main:
+            print(report.summary(), flush=True)
+            text = json.dumps(report.to_dict(), indent=2) + "\n"
+            write_text_atomic(self.out_dir / INIT_REPORT, text)
 
     def _checkpoint(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
         """The checkpoint dict; `rng` holds every rank's RNG states (`_all_rng_states`)."""
@@ -329,8 +351,8 @@ class Trainer:
         device = dist_info.device
         point = self._resume_point(resume)  # bad checkpoints and folders fail fast
         self._prepare_out_dir(point, bool(resume), overwrite, dist_info)
-        self._setup(dist_info)
-        self.config = checkpoint_config(r)
+        self._setup(dist_info, fresh=point is None)
+        self.config = checkpoint_config(r, info=self.info)
         if point is not None:
             self._resume(point, dist_info)
         resume = point is not None

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from zoo.datasets import get_dataset_info
+from zoo.datasets import DatasetInfo, get_dataset_info
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -56,10 +56,14 @@ class ModelConfig:
     @classmethod
     def for_dataset(cls, arch: str, dataset: str, **overrides: Any) -> ModelConfig:
         """A config filled with the dataset's metadata from `zoo.datasets`."""
-        info = get_dataset_info(dataset)
+        return cls.for_info(arch, get_dataset_info(dataset), **{"dataset": dataset, **overrides})
+
+    @classmethod
+    def for_info(cls, arch: str, info: DatasetInfo, **overrides: Any) -> ModelConfig:
+        """A config filled with the metadata of `info` (a table row or a user's dataset)."""
         values: dict[str, Any] = {
             "arch": arch,
-            "dataset": dataset,
+            "dataset": info.name,
             "num_classes": info.num_classes,
             "classes": list(info.classes),
             "palette": [list(color) for color in info.palette],

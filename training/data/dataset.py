@@ -159,10 +159,10 @@ def open_dataset(
     from training.data.folder import is_folder_dataset
     from training.data.hf import HFSegmentationDataset, is_hf_dataset
 
+    if is_hf_dataset(root):  # (its folder may hold a dataset.json for the class names)
+        return HFSegmentationDataset(root, split, transform, image_column, mask_column)
     if is_folder_dataset(root):
         return FolderDataset(root, split, transform)
-    if is_hf_dataset(root):
-        return HFSegmentationDataset(root, split, transform, image_column, mask_column)
     if dataset == CUSTOM:
         raise DatasetLayoutError(
             f"{root} is neither a folder dataset (no dataset.json) nor a Hugging Face dataset "
