@@ -183,12 +183,12 @@ def _results(eval_data: dict[str, Any], classes: list[str]) -> dict[str, Any]:
             (str(k), percent(n)) for k, v in per_class_raw.items() if (n := number(v)) is not None
         ]
     tolerance = number(raw.get("boundary_tolerance_px"))
+    labels = {"command": "command", "git_commit": "code commit", "checkpoint": "checkpoint"}
     provenance = [
         (label, f"`{portable(str(eval_data[key]))}`")
-        for key, label in (("command", "command"), ("git_commit", "code commit"),
-                           ("checkpoint", "checkpoint"))
+        for key, label in labels.items()
         if eval_data.get(key)
-    ]  # fmt: skip
+    ]
     return {
         "split": str(eval_data.get("split") or "val"),
         "tolerance": f"{tolerance:g}" if tolerance is not None else "",

@@ -110,11 +110,12 @@ def export_rows(export: Any) -> Rows:
             rows.append((label, _parity_text(parity[key])))
     files = export.get("files") if isinstance(export.get("files"), dict) else {}
     sizes = [
-        f"`{name}` {record['bytes'] / 1e6:.1f} MB"
+        f"`{name}` {bytes_ / 1e6:.1f} MB"
         for name, record in files.items()
-        if isinstance(record, dict) and number(record.get("bytes")) is not None
-        and name != CONFIG_NAME
-    ]  # fmt: skip
+        if name != CONFIG_NAME
+        and isinstance(record, dict)
+        and (bytes_ := number(record.get("bytes"))) is not None
+    ]
     if sizes:
         rows.append(("files", ", ".join(sizes)))
     versions = export.get("versions")
@@ -126,8 +127,8 @@ def export_rows(export: Any) -> Rows:
 def _parity_text(figures: dict[str, Any]) -> str:
     """One parity record (fp32 cases, int8 or fp16 figures) as one line."""
     cases = figures.get("cases") if isinstance(figures.get("cases"), list) else [figures]
-    diffs = [n for c in cases if isinstance(c, dict) and (n := number(c.get("max_abs_diff")))
-             is not None]  # fmt: skip
+    found_diffs = [number(c.get("max_abs_diff")) for c in cases if isinstance(c, dict)]
+    diffs = [diff for diff in found_diffs if diff is not None]
     parts = []
     if diffs:
         parts.append(f"max abs logit diff {max(diffs):.2g}")
