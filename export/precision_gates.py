@@ -18,6 +18,7 @@ import argparse
 import datetime
 import json
 import platform
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -138,12 +139,18 @@ def agreement_record(
 
 
 def record_agreement(
-    model_dir: str | Path, figures: dict[str, dict[str, Any]], frames: str | Path, command: str
+    model_dir: str | Path,
+    figures: dict[str, dict[str, Any]],
+    frames: str | Path,
+    command: str,
+    frames_source: str | None = None,
 ) -> Path:
     """Write `figures` into eval.json (atomically; the other keys kept)."""
     eval_path = Path(model_dir) / EVAL_NAME
     data = read_json_object(eval_path) if eval_path.is_file() else {}
     data[AGREEMENT_KEY] = agreement_record(figures, frames, command)
+    if frames_source:
+        data[AGREEMENT_KEY]["frames_source"] = frames_source
     write_text_atomic(eval_path, json.dumps(data, indent=2) + "\n")
     return eval_path
 
@@ -164,13 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("frames", type=Path, help="labelled frames (labels beside the images)")
     parser.add_argument("--limit", type=int, default=16, help="frames to measure on")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--frames-source", help="how the frames were made (recorded)")
     args = parser.parse_args(argv)
     for path, what in ((args.model_dir, "model directory"), (args.frames, "frames folder")):
         if not path.is_dir():
             parser.error(f"{what} {path} does not exist")
     figures = measure_agreement(args.model_dir, args.frames, args.limit, args.threads)
-    command = "python -m export.precision_gates " + " ".join(argv or sys.argv[1:])
-    record_agreement(args.model_dir, figures, args.frames, command)
+    command = "python -m export.precision_gates " + shlex.join(argv or sys.argv[1:])
+    record_agreement(args.model_dir, figures, args.frames, command, args.frames_source)
     for key, values in figures.items():
         verdict = "passes" if values["passes"] else "below"
         print(f"{key}: {values['argmax_agreement']:.4%} ({verdict} the gate {values['gate']:.1%})")
