@@ -1,13 +1,16 @@
 """Benchmark `zoo predict` (batch prediction, end to end) on 1024x2048 frames, CPU.
 
-    python bench/predict.py [--frames 200] [--workdir /tmp/cpg-zoo-bench-predict]
+    python bench/predict.py [--frames 200] [--workdir /tmp/cpg-zoo-bench-predict] [--model M]
 
 Generates the frames once (SynthCity street scenes when `training.data.synthcity` is
-importable, else smooth random images) and an lraspp_mbv3 Cityscapes model directory with
-random, BatchNorm-calibrated weights (speed does not depend on training), then times
-`zoo predict FOLDER --model DIR --device cpu` for ONNX Runtime and torch, with the default
-`--max-side` (1024: frames run at 512x1024) and at full resolution (`--max-side 0`). Images/s
-include decoding, inference, upsampling, PNG encoding and writing. Writes the table into the
+importable, else smooth random images), then times `zoo predict FOLDER --model M --device
+cpu` (default model: the built-in `lraspp_mbv3_synthcity_cpg`, whose eval.json holds the
+accuracy-gate figures, so `auto` takes the default CPU path) for the default path (`auto`),
+ONNX Runtime fp32 and torch, with the default `--max-side` (1024: frames run at 512x1024) and
+at full resolution (`--max-side 0`). Images/s include decoding, inference, upsampling, PNG
+encoding and writing (decoding and writing run in threads beside inference). Beside each run:
+the model-only throughput of the same path at the same size (`backend.run` on a normalised
+batch, in this process) and the ratio of the two. Writes the table into the
 "## Batch prediction" section of docs/benchmarks.md (`--no-docs` to skip).
 """
 
@@ -32,7 +35,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers_modeldir import make_model_dir, smooth_image  # noqa: E402
+from tests.helpers_modeldir import smooth_image  # noqa: E402
 from zoo.predict_cli import main as predict_main  # noqa: E402
 
 SECTION = "## Batch prediction"
@@ -83,11 +86,13 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def run(files: list[Path], model: Path, out: Path, backend: str, max_side: str | None) -> float:
+def run(
+    files: list[Path], model: str, out: Path, backend: str, precision: str, max_side: str | None
+) -> float:
     """Seconds for one `zoo predict` over `files`."""
     shutil.rmtree(out, ignore_errors=True)
-    argv = [*map(str, files), "--model", str(model), "--backend", backend, "--device", "cpu"]
-    argv += ["--out", str(out), "--quiet"]
+    argv = [*map(str, files), "--model", model, "--backend", backend, "--device", "cpu"]
+    argv += ["--precision", precision, "--out", str(out), "--quiet"]
     if max_side is not None:
         argv += ["--max-side", max_side]
     start = time.perf_counter()
@@ -120,12 +125,47 @@ def write_section(text: str) -> None:
     tmp.replace(DOCS)
 
 
-RUNS = {  # name -> (backend, --max-side value, label)
-    "onnx:default": ("onnx", None, "default (1024: runs at 512x1024)"),
-    "onnx:full": ("onnx", "0", "0 (full res)"),
-    "torch:default": ("torch", None, "default (1024: runs at 512x1024)"),
-    "torch:full": ("torch", "0", "0 (full res)"),
+def model_only(
+    model: str, backend: str, precision: str, frame: Path, max_side: str | None, runs: int = 5
+) -> tuple[str, float]:
+    """(the path `zoo.load` took, images/s of the network alone at the size `predict` runs
+    the frame at: `backend.run` on a normalised batch, median of `runs` after a warm-up)."""
+    import zoo
+    from zoo.preprocess import normalize, read_image, resize_rgb, scaled_size
+
+    side = None if max_side == "0" else (int(max_side) if max_side else 1024)
+    segmenter = zoo.load(model, backend=backend, precision=precision, device="cpu")
+    rgb = read_image(frame)
+    rgb = resize_rgb(rgb, scaled_size(*rgb.shape[:2], side))
+    batch = normalize([rgb], segmenter.config.mean, segmenter.config.std)
+    segmenter.backend.run(batch)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        segmenter.backend.run(batch)
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return f"{segmenter.backend_name}/{segmenter.precision}", 1 / times[len(times) // 2]
+
+
+DEFAULT_LABEL = "default (1024: runs at 512x1024)"
+RUNS = {  # name -> (backend, precision, --max-side value, label)
+    "auto:default": ("auto", "auto", None, DEFAULT_LABEL),
+    "auto:full": ("auto", "auto", "0", "0 (full res)"),
+    "onnx:default": ("onnx", "fp32", None, DEFAULT_LABEL),
+    "onnx:full": ("onnx", "fp32", "0", "0 (full res)"),
+    "torch:default": ("torch", "fp32", None, DEFAULT_LABEL),
+    "torch:full": ("torch", "fp32", "0", "0 (full res)"),
 }
+
+
+def _openvino_version() -> str:
+    try:
+        import openvino
+
+        return openvino.__version__.split("-")[0]
+    except ImportError:
+        return "not installed"
 
 
 def main() -> None:
@@ -137,8 +177,11 @@ def main() -> None:
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "cpg-zoo-bench-predict"
     )
     parser.add_argument(
-        "--runs", default=",".join(RUNS), help=f"comma-separated subset of {', '.join(RUNS)}"
+        "--runs",
+        default="auto:default,onnx:default",
+        help=f"comma-separated subset of {', '.join(RUNS)}",
     )
+    parser.add_argument("--model", default="lraspp_mbv3_synthcity_cpg")
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
     runs = args.runs.split(",")
@@ -151,61 +194,71 @@ def main() -> None:
     source = generate_frames(frames, args.frames, size)
     files = sorted(frames.glob("frame_*.png"))[: args.frames]
     print(f"{len(files)} frames ({source}) in {frames} [{time.perf_counter() - t0:.0f} s]")
-    model = args.workdir / "lraspp_mbv3_cityscapes_random"
-    if not (model / "model.onnx").exists():
-        make_model_dir(model, num_classes=19, input_size=(512, 1024))
+    model = args.model
 
     # Results accumulate in the workdir, so runs can be made (or repeated) separately.
     results_path = args.workdir / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     for name in runs:
-        backend, max_side, label = RUNS[name]
+        backend, precision, max_side, label = RUNS[name]
         load = os.getloadavg()[0]
-        seconds = run(files, model, args.workdir / "out", backend, max_side)
+        path, before = model_only(model, backend, precision, files[0], max_side)
+        seconds = run(files, model, args.workdir / "out", backend, precision, max_side)
+        _, after = model_only(model, backend, precision, files[0], max_side)
         load = max(load, os.getloadavg()[0])
         results[name] = {
             "frames": len(files),
             "seconds": seconds,
+            "path": path,
+            "model_images_per_s": (before + after) / 2,
             "load": load,
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         }
         results_path.write_text(json.dumps(results, indent=2))
-        print(f"{name:14s} {seconds:7.1f} s  {len(files) / seconds:6.2f} images/s  load {load:.1f}")
+        speed = len(files) / seconds
+        print(
+            f"{name:14s} {path:14s} {seconds:7.1f} s  {speed:6.2f} images/s  model alone "
+            f"{results[name]['model_images_per_s']:6.2f}/s  load {load:.1f}"
+        )
 
     import onnxruntime
     import torch
 
     table = [
-        "| backend | --max-side | frames | seconds | images/s | load avg (1 min) | date |",
-        "|---|---|---|---|---|---|---|",
+        "| --backend | path | --max-side | frames | seconds | images/s | model alone, images/s "
+        "| ratio | load avg (1 min) | date |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, (backend, _, label) in RUNS.items():
-        if name in results:
+    for name, (backend, _, _, label) in RUNS.items():
+        if name in results and "path" in results[name]:
             r = results[name]
+            speed = r["frames"] / r["seconds"]
             table.append(
-                f"| {backend} | {label} | {r['frames']} | {r['seconds']:.1f} | "
-                f"{r['frames'] / r['seconds']:.2f} | {r['load']:.1f} | {r['date']} |"
+                f"| {backend} | {r['path']} | {label} | {r['frames']} | {r['seconds']:.1f} | "
+                f"{speed:.2f} | {r['model_images_per_s']:.2f} | "
+                f"{speed / r['model_images_per_s']:.2f} | {r['load']:.1f} | {r['date']} |"
             )
     text = "\n".join(
         [
             SECTION,
             "",
             f"`zoo predict FILES --model DIR --device cpu` over PNG frames of "
-            f"{args.width}x{args.height} ({source}), lraspp_mbv3 with 19 classes and random, "
-            "BatchNorm-calibrated weights (speed does not depend on training). End to end: "
-            "decoding (2 prefetch threads), inference, logit upsampling, palette-PNG encoding and "
-            "atomic writes, batch size 1; model loading (once) included.",
+            f"{args.width}x{args.height} ({source}), model `{model}`. End to end: decoding "
+            "(2 threads), inference, logit upsampling, palette-PNG encoding and atomic writes "
+            '(2 threads), batch size 1; model loading (once) included. "model alone": the '
+            "same path's `backend.run` on one normalised frame at the size it runs at (median "
+            "of 5, before and after the run, averaged); ratio = images/s over that.",
             "",
             *table,
             "",
-            "- command: `python bench/predict.py` (all four runs on 200 frames; "
-            "`--runs torch:full --frames N` repeats one run on the first N frames)",
+            f"- command: `python bench/predict.py --frames {len(files)} --runs {args.runs}` "
+            "(`--runs NAME --frames N` repeats one run on the first N frames)",
             f"- machine: {os.cpu_count()} CPU cores (nproc), {cpu_model()}, no GPU; shared with "
             "other jobs while measured: the load column is the 1-minute load average (max of "
             "start and end); 2 would mean the two cores ran this benchmark alone, so at loads "
             "of 10+ these figures are several times below what the machine does unloaded",
             f"- software: Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}"
-            f" (CPUExecutionProvider), torch {torch.__version__}",
+            f" (CPUExecutionProvider), openvino {_openvino_version()}, torch {torch.__version__}",
             "",
         ]
     )
