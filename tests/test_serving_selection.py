@@ -14,7 +14,7 @@ from zoo import backends, selection
 from zoo.errors import ModelNotAvailableError
 from zoo.loading import PACKAGED_MODELS_DIR
 from zoo.modeldir import record_files
-from zoo.predict_cli import _parser
+from zoo.predict_cli import EXIT_ERROR, _parser
 
 BUILTIN = PACKAGED_MODELS_DIR / "lraspp_mbv3_synthcity_cpg"
 
@@ -144,3 +144,14 @@ def test_the_table_feeds_load_and_the_cli() -> None:
         zoo.load(BUILTIN, backend="tensorrt")
     assert backends.BACKENDS["openvino"].files["bf16"] == "model.onnx"
     assert backends.BACKENDS["openvino"].install_hint() == "pip install 'cpg-zoo[openvino]'"
+
+
+def test_zoo_predict_verbose_says_which_path_and_why(tmp_path: Path, capsys) -> None:
+    from zoo.predict_cli import main as predict_main
+
+    image = PACKAGED_MODELS_DIR.parent / "examples" / "synthcity_1.png"
+    argv = [str(image), "--model", str(BUILTIN), "--device", "cpu", "--out", str(tmp_path), "-v"]
+    assert predict_main([*argv, "--backend", "onnx"]) == 0
+    assert "path onnx/fp32: backend='onnx' asked for" in capsys.readouterr().err
+    assert predict_main([*argv, "--precision", "int8", "--min-agreement", "0.5"]) == EXIT_ERROR
+    assert "model.int8.onnx not found" in capsys.readouterr().err
