@@ -191,7 +191,8 @@ def int8_parity(
     if agreement < gates.int8_min_agreement:
         failures.append(f"argmax agreement {agreement:.4f} < {gates.int8_min_agreement}")
     if calibration is not None and calibration.labels is not None:
-        labelled = predictions[len(inputs) :]
+        # one 1 x 3 x H x W batch per calibration image: compare its H x W masks with the labels
+        labelled = [(fp32[0], int8[0]) for fp32, int8 in predictions[len(inputs) :]]
         labels = calibration.labels
         fp32_miou = mean_iou([p for p, _ in labelled], labels, num_classes, ignore_index)
         int8_miou = mean_iou([q for _, q in labelled], labels, num_classes, ignore_index)

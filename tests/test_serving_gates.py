@@ -124,3 +124,27 @@ def test_export_records_agreement_and_drops_stale_figures(tmp_path: Path) -> Non
     export_model(checkpoint, out, shapes=shapes)  # no calibration images: no figures
     assert selection.AGREEMENT_KEY not in json.loads((out / "eval.json").read_text())
     np.testing.assert_array_equal(zoo.load(out).predict(EXAMPLES[0]).shape, (256, 512))
+
+
+def test_int8_parity_with_labelled_calibration_images() -> None:
+    """Regression: the mIoU of labelled calibration images compared N x H x W predictions
+    with H x W labels and failed every int8 export on a labelled folder."""
+    import onnxruntime as ort
+
+    from export.images import CalibrationSet
+    from export.parity import ParityGates, int8_parity
+    from tests.test_serving_ingraph import conv_model
+
+    weights = np.asarray([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])  # class = strongest channel
+    session = ort.InferenceSession(
+        conv_model(weights, np.zeros(3)), providers=["CPUExecutionProvider"]
+    )
+    x = np.zeros((1, 3, 2, 2), np.float32)
+    x[0, 1, 0, :] = 1.0  # top row: class 1, bottom row: channels tie -> class 0
+    label = np.asarray([[1, 1], [0, 2]])  # one pixel wrong: IoU 1 (class 1), 1/2 (0), 0 (2)
+    calibration = CalibrationSet([x], [label], [Path("a.png")])
+    figures = int8_parity(
+        session, session, [x], ParityGates(), calibration=calibration, num_classes=3
+    )
+    assert figures["miou_fp32"] == pytest.approx((1 + 0.5 + 0) / 3)
+    assert figures["miou_drop"] == 0.0 and figures["argmax_agreement"] == 1.0
