@@ -38,7 +38,9 @@ from export.parity import (
     ort_outputs,
 )
 from export.quantize import quantize_int8
-from zoo.config import (
+from zoo.fileio import default_file_mode, file_sha256, read_json_object, write_text_atomic
+from zoo.modeldir import new_build_dir, record_files, recover_leftovers, replace_dir
+from zoo.modelfiles import (
     CARD_NAME,
     CONFIG_NAME,
     EVAL_NAME,
@@ -47,12 +49,7 @@ from zoo.config import (
     ONNX_INT8_NAME,
     ONNX_NAME,
     WEIGHTS_NAME,
-    default_file_mode,
-    file_sha256,
-    read_json_object,
-    write_text_atomic,
 )
-from zoo.modeldir import new_build_dir, record_files, recover_leftovers, replace_dir
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,9 @@ from torch import nn
 
 from training.checkpoints import read_checkpoint
 from zoo.archs import ARCHITECTURES
-from zoo.config import CONFIG_NAME, WEIGHTS_NAME, ModelConfig, write_bytes_atomic
+from zoo.config import ModelConfig
+from zoo.fileio import write_bytes_atomic
+from zoo.modelfiles import CONFIG_NAME, WEIGHTS_NAME
 from zoo.models import build_model
 
 METADATA_CONFIG_KEY = "config"

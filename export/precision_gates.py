@@ -29,7 +29,9 @@ from PIL import Image
 from export.images import find_images, load_calibration_set
 from export.parity import mean_iou
 from zoo.backends import BACKENDS, openvino_capabilities
-from zoo.config import EVAL_NAME, ModelConfig, read_json_object, write_text_atomic
+from zoo.config import ModelConfig
+from zoo.fileio import read_json_object, write_text_atomic
+from zoo.modelfiles import EVAL_NAME
 from zoo.preprocess import read_image, resize_rgb
 from zoo.selection import AGREEMENT_KEY, GATES
 

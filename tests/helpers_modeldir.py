@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from zoo.config import ONNX_NAME, WEIGHTS_NAME, ModelConfig
+from zoo.config import ModelConfig
 from zoo.modeldir import record_files
+from zoo.modelfiles import ONNX_NAME, WEIGHTS_NAME
 
 
 def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:

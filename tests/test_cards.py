@@ -21,7 +21,8 @@ from zoo.cards import (
     write_card,
 )
 from zoo.cli import card_main as main
-from zoo.config import CARD_NAME, EVAL_NAME, ModelConfig
+from zoo.config import ModelConfig
+from zoo.modelfiles import CARD_NAME, EVAL_NAME
 from zoo.registry import HUB_NAMESPACE_ENV, MODELS
 
 

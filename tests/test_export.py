@@ -24,14 +24,14 @@ from export.testing import (
     small_config,
     trained_checkpoint,
 )
-from zoo.config import (
+from zoo.config import ModelConfig
+from zoo.modelfiles import (
     CONFIG_NAME,
     EVAL_NAME,
     ONNX_FP16_NAME,
     ONNX_INT8_NAME,
     ONNX_NAME,
     WEIGHTS_NAME,
-    ModelConfig,
 )
 from zoo.models import build_model, has_aux_head
 
@@ -210,7 +210,7 @@ def test_metrics_of_other_weights_refuse_the_export(
     lraspp_checkpoint: Path, tmp_path: Path
 ) -> None:
     """eval.json measured on checkpoint A: exporting checkpoint B beside it is an error."""
-    from zoo.config import file_sha256
+    from zoo.fileio import file_sha256
 
     out = tmp_path / "m"
     out.mkdir()
@@ -241,7 +241,9 @@ def test_garbage_checkpoint_gives_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"garbage\.pt is truncated or not a checkpoint"):
         export_model(garbage, tmp_path / "m")
     torch.save({"weights": {}}, tmp_path / "keys.pt")
-    with pytest.raises(CheckpointError, match=r"keys\.pt lacks the keys model, config \(found: weights\)"):
+    with pytest.raises(
+        CheckpointError, match=r"keys\.pt lacks the keys model, config \(found: weights\)"
+    ):
         export_model(tmp_path / "keys.pt", tmp_path / "m")
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"\x00" * 64)

@@ -15,18 +15,18 @@ from helpers_modeldir import make_model_dir, smooth_image
 
 import zoo
 from zoo.cards import write_card
-from zoo.config import (
+from zoo.config import ModelConfig
+from zoo.errors import ModelNotAvailableError
+from zoo.hub import UPLOAD_FILES, download_model, push_model_dir
+from zoo.hub_cli import push_main
+from zoo.modelfiles import (
     CARD_NAME,
     CONFIG_NAME,
     EVAL_NAME,
     ONNX_INT8_NAME,
     ONNX_NAME,
     WEIGHTS_NAME,
-    ModelConfig,
 )
-from zoo.errors import ModelNotAvailableError
-from zoo.hub import UPLOAD_FILES, download_model, push_model_dir
-from zoo.hub_cli import push_main
 from zoo.registry import HUB_NAMESPACE_ENV
 
 pytest_plugins = ["conftest_hub"]  # fixtures hub_server, hub

@@ -18,8 +18,9 @@ import pytest
 from helpers_process import run_process
 
 import zoo
-from zoo.config import CARD_NAME, CONFIG_NAME, EVAL_NAME, ONNX_NAME, WEIGHTS_NAME, file_sha256
+from zoo.fileio import file_sha256
 from zoo.loading import resolve_model_dir
+from zoo.modelfiles import CARD_NAME, CONFIG_NAME, EVAL_NAME, ONNX_NAME, WEIGHTS_NAME
 
 SHAPES = ((1, 3, 49, 75),)
 ZOO_ROOT = str(Path(zoo.__file__).resolve().parents[1])  # the tree under test, for children

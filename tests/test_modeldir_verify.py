@@ -15,8 +15,8 @@ import pytest
 from helpers_modeldir import shared_model_dir, smooth_image
 
 import zoo
-from zoo.config import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME
 from zoo.errors import ModelFileError
+from zoo.modelfiles import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME
 
 pytest_plugins = ["conftest_hub"]  # fixture hub: a local Hub server
 

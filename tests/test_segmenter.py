@@ -18,8 +18,8 @@ from PIL import Image
 import zoo
 from tests.helpers_modeldir import shared_model_dir, smooth_image
 from zoo import preprocess
-from zoo.config import ONNX_NAME, WEIGHTS_NAME
 from zoo.errors import ModelFileError, ModelNotAvailableError
+from zoo.modelfiles import ONNX_NAME, WEIGHTS_NAME
 from zoo.segmenter import Segmenter
 
 NUM_CLASSES = 4

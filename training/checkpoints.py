@@ -129,7 +129,7 @@ def checkpoint_config(
 
 def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
     """`torch.save` to a temp file in the same folder, fsync, then rename over `path`."""
-    from zoo.config import write_bytes_atomic
+    from zoo.fileio import write_bytes_atomic
 
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
@@ -159,9 +159,7 @@ def read_checkpoint(
         raise ValueError(f"checkpoint {path} is truncated or not a checkpoint ({reason})") from None
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required):
         found = ", ".join(map(str, checkpoint)) if isinstance(checkpoint, dict) else "no dict"
-        raise ValueError(
-            f"checkpoint {path} lacks the keys {', '.join(required)} (found: {found})"
-        )
+        raise ValueError(f"checkpoint {path} lacks the keys {', '.join(required)} (found: {found})")
     if not isinstance(checkpoint["config"], dict):
         raise ValueError(f"checkpoint {path}: 'config' must be a dict (ModelConfig.to_dict())")
     return checkpoint

@@ -1,4 +1,5 @@
-"""Evaluation: whole-image or sliding-window inference (optional flip) and `eval.json`.
+"""Evaluation: whole-image or sliding-window inference (optional multi-scale and flip test-time
+augmentation) and `eval.json`.
 
 Under torchrun every process evaluates its own shard of the split (no padding, no duplicates)
 and the metric counts are all-reduced, so the numbers are exact.
@@ -11,7 +12,7 @@ import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -24,14 +25,16 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from training.checkpoints import load_checkpoint
 from training.metrics import SegmentationMetrics
-from zoo.config import file_sha256
+from zoo.fileio import file_sha256
 from zoo.preprocess import slide_stride, sliding_windows
+from zoo.tta import TTA, scaled_shape
 
 __all__ = [
     "evaluate",
     "evaluate_checkpoint",
     "git_commit",
     "load_checkpoint",
+    "metrics_record",
     "model_from_checkpoint",
     "predict_logits",
     "slide_logits",
@@ -74,9 +77,11 @@ def predict_logits(
     window: tuple[int, int] | None = None,
     stride: tuple[int, int] | None = None,
     flip: bool = False,
+    scales: Sequence[float] = (1.0,),
 ) -> Tensor:
-    """Logits (N, C, H, W) at the input's size, `whole` or `slide`, averaged with the
-    horizontally flipped input when `flip`."""
+    """Logits (N, C, H, W) at the input's size, `whole` or `slide`, averaged over the input
+    resized by each of `scales` (bilinear, antialiased when shrinking; logits resized back) and,
+    when `flip`, its horizontal mirror: the test-time augmentation of `zoo.tta`."""
     if mode == "whole":
 
         def run(x: Tensor) -> Tensor:
@@ -89,10 +94,22 @@ def predict_logits(
             return slide_logits(model, x, window, stride)
     else:
         raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
-    logits = run(images)
-    if flip:
-        logits = (logits + run(images.flip(-1)).flip(-1)) / 2
-    return logits
+    scales = TTA(tuple(scales), flip).scales  # validated
+    height, width = images.shape[-2:]
+    total: Tensor | None = None
+    for scale in scales:
+        size = scaled_shape(height, width, scale)
+        x = images
+        if size != (height, width):
+            x = F.interpolate(x, size, mode="bilinear", align_corners=False, antialias=scale < 1)
+        logits = run(x)
+        if flip:
+            logits = (logits + run(x.flip(-1)).flip(-1)) / 2
+        if logits.shape[-2:] != (height, width):
+            logits = F.interpolate(logits, (height, width), mode="bilinear", align_corners=False)
+        total = logits if total is None else total + logits
+    assert total is not None
+    return total if len(scales) == 1 else total / len(scales)
 
 
 def _autocast(device: torch.device, amp: str) -> Any:
@@ -133,6 +150,7 @@ def evaluate(
     workers: int = 0,
     progress: bool = False,
     metrics: SegmentationMetrics | None = None,
+    scales: Sequence[float] = (1.0,),
 ) -> dict[str, Any]:
     """Metrics of `model` on `dataset` (items: normalised image (3, H, W), mask (H, W)).
 
@@ -156,7 +174,7 @@ def evaluate(
         image = image.to(device, non_blocking=True)
         mask = mask.to(device, non_blocking=True)
         with _autocast(device, amp):
-            logits = predict_logits(model, image, mode, window, stride, flip)
+            logits = predict_logits(model, image, mode, window, stride, flip, scales)
         metrics.update(logits.argmax(1), mask)
         count += 1
     counted = torch.tensor([count], device=device)
@@ -205,13 +223,15 @@ def evaluate_checkpoint(
     flip: bool = False,
     device: str = "auto",
     amp: str = "none",
-    boundary_tolerance: int = 3,
+    boundary_tolerance: int | str = 3,
     max_images: int = 0,
     workers: int = 0,
     progress: bool = True,
     command: str | None = None,
+    scales: Sequence[float] = (1.0,),
 ) -> dict[str, Any]:
-    """Evaluate a checkpoint on `split` of its dataset; returns the `eval.json` content.
+    """Evaluate a checkpoint on `split` of its dataset; returns the `eval.json` content, with
+    the confusion matrix and the test-time augmentation (`scales`, `flip`) it ran with.
 
     `command` is recorded in the result (default: this process's command line)."""
     from training.data import open_dataset
@@ -236,6 +256,10 @@ def evaluate_checkpoint(
     stride_arg = None if stride == (0, 0) else stride
     used_stride = stride_arg or slide_stride(window)  # type: ignore[arg-type]
     mode = mode or recipe.get("eval_mode", "whole")
+    tta = TTA(tuple(scales), flip)
+    counts = SegmentationMetrics(
+        config["num_classes"], config.get("ignore_index", 255), boundary_tolerance, torch_device
+    )
     metrics = evaluate(
         model,
         dataset,
@@ -251,8 +275,10 @@ def evaluate_checkpoint(
         max_images=max_images,
         workers=workers,
         progress=progress,
+        metrics=counts,
+        scales=tta.scales,
     )
-    metrics["classes"] = list(config["classes"])
+    metrics = metrics_record(metrics, counts, config["classes"])
     return {
         "model_id": config.get("model_id", ""),
         "arch": config["arch"],
@@ -265,6 +291,7 @@ def evaluate_checkpoint(
             "stride": list(used_stride) if mode == "slide" else None,
             "flip": flip,
             "amp": amp,
+            "scales": list(tta.scales),
         },
         "checkpoint": str(checkpoint_path),
         "checkpoint_sha256": file_sha256(checkpoint_path),
@@ -275,9 +302,25 @@ def evaluate_checkpoint(
     }
 
 
+def metrics_record(
+    metrics: dict[str, Any], counts: SegmentationMetrics, classes: Sequence[str]
+) -> dict[str, Any]:
+    """`metrics` with the class names and the confusion matrix of `counts` (rows: ground
+    truth, columns: prediction; pixels, ignored ones left out) as eval.json records them."""
+    if len(classes) != counts.confusion.num_classes:
+        raise ValueError(
+            f"{len(classes)} class names for a {counts.confusion.num_classes}-class model"
+        )
+    return {
+        **metrics,
+        "classes": list(classes),
+        "confusion_matrix": counts.confusion.mat.cpu().tolist(),
+    }
+
+
 def write_eval_json(path: str | Path, result: dict[str, Any]) -> Path:
     """Write `result` as JSON atomically (NaN written as null)."""
-    from zoo.config import write_text_atomic
+    from zoo.fileio import write_text_atomic
 
     def clean(value: Any) -> Any:
         if isinstance(value, float) and value != value:

@@ -58,8 +58,9 @@ def read_init_weights(init: str) -> tuple[dict[str, Any], dict[str, Tensor]]:
     from safetensors.torch import load_file
 
     from training.checkpoints import read_checkpoint
-    from zoo.config import WEIGHTS_NAME, ModelConfig
+    from zoo.config import ModelConfig
     from zoo.loading import resolve_model_dir
+    from zoo.modelfiles import WEIGHTS_NAME
 
     path = Path(init).expanduser()
     if path.is_file():

@@ -208,7 +208,7 @@ class Trainer:
 
         from training.finetune import load_init_weights
         from training.runs import INIT_REPORT
-        from zoo.config import write_text_atomic
+        from zoo.fileio import write_text_atomic
 
         r = self.recipe
         report = load_init_weights(model, r.init, r.arch, self.info.num_classes)
@@ -419,7 +419,7 @@ class Trainer:
         """Rank 0: `run.json`, a TensorBoard writer and (optionally) a tqdm bar."""
         from torch.utils.tensorboard import SummaryWriter
 
-        from zoo.config import write_text_atomic
+        from zoo.fileio import write_text_atomic
 
         r = self.recipe
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -542,7 +542,7 @@ class Trainer:
 
     def _trim_log(self) -> None:
         """On resume: drop `metrics.jsonl` records of iterations after the checkpoint's."""
-        from zoo.config import write_text_atomic
+        from zoo.fileio import write_text_atomic
 
         path = self.out_dir / METRICS
         if not path.is_file():

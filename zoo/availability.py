@@ -18,7 +18,8 @@ import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.config import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME, read_json_object
+from zoo.fileio import read_json_object
+from zoo.modelfiles import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME
 from zoo.registry import DEFAULT_HUB_NAMESPACE, MODELS, hub_namespace
 
 # Model directories shipped inside the package, loadable offline by name.

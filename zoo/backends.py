@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from zoo import ingraph
-from zoo.config import ONNX_FP16_NAME, ONNX_INT8_NAME, ONNX_NAME, WEIGHTS_NAME
 from zoo.errors import ModelFileError
 from zoo.ingraph import PixelGraphs, PixelSpec
+from zoo.modelfiles import ONNX_FP16_NAME, ONNX_INT8_NAME, ONNX_NAME, WEIGHTS_NAME
 
 if TYPE_CHECKING:
     from zoo.config import ModelConfig

@@ -17,16 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.availability import HUB_PUBLISHED, is_packaged_dir
-from zoo.config import (
-    CARD_NAME,
-    CONFIG_NAME,
-    ONNX_FP16_NAME,
-    ONNX_INT8_NAME,
-    ONNX_NAME,
-    WEIGHTS_NAME,
-    ModelConfig,
-    write_text_atomic,
-)
+from zoo.config import ModelConfig
 from zoo.eval_record import (
     METRICS,
     Rows,
@@ -38,6 +29,8 @@ from zoo.eval_record import (
     portable,
     read_eval,
 )
+from zoo.fileio import write_text_atomic
+from zoo.modelfiles import CARD_LISTED_FILES, CARD_NAME, CONFIG_NAME, ONNX_NAME
 from zoo.registry import ARCHS, LOSSES, MODELS, get_spec
 
 TEMPLATE = Path(__file__).resolve().parent / "assets" / "card_template.md"
@@ -56,8 +49,6 @@ LICENSE = "apache-2.0"
 LIBRARY_NAME = "cpg-zoo"
 PIPELINE_TAG = "image-segmentation"
 TASK_NAME = "Semantic Segmentation"
-
-ONNX_FILES = (ONNX_NAME, ONNX_INT8_NAME, ONNX_FP16_NAME)
 
 
 # -- metadata -------------------------------------------------------------------------------
@@ -304,7 +295,7 @@ def render_card(
 
 
 def _present_files(directory: Path) -> list[str]:
-    return [n for n in (WEIGHTS_NAME, *ONNX_FILES) if (directory / n).is_file()]
+    return [n for n in CARD_LISTED_FILES if (directory / n).is_file()]
 
 
 def write_card(model_dir: str | Path, repo_id: str | None = None, builtin: bool = False) -> Path:

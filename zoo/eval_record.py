@@ -12,7 +12,8 @@ import re
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
-from zoo.config import CONFIG_NAME, EVAL_NAME, read_json_object
+from zoo.fileio import read_json_object
+from zoo.modelfiles import CONFIG_NAME, EVAL_NAME
 
 # Card metric -> (display name, keys eval.json may use for it under "metrics"), in card order.
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {

@@ -14,27 +14,26 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from zoo.config import (
+from zoo.config import ModelConfig
+from zoo.errors import HubUnreachableError, ModelNotAvailableError
+from zoo.fileio import read_json_object
+from zoo.modelfiles import (
+    ALL_FILES,
     CARD_NAME,
     CONFIG_NAME,
     EVAL_NAME,
-    ONNX_FP16_NAME,
-    ONNX_INT8_NAME,
-    ONNX_NAME,
+    METADATA_FILES,
+    MODEL_FILES,
     WEIGHTS_NAME,
-    ModelConfig,
-    read_json_object,
+    files_loaded_by,
 )
-from zoo.errors import HubUnreachableError, ModelNotAvailableError
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("onnx", "torch", "all")
-ONNX_FILES: dict[str, str] = {"fp32": ONNX_NAME, "int8": ONNX_INT8_NAME, "fp16": ONNX_FP16_NAME}
-# Files every backend fetches when the repo has them (not required).
-METADATA_FILES = (CONFIG_NAME, EVAL_NAME, CARD_NAME)
+ONNX_FILES = files_loaded_by("onnx")  # precision -> file
 # Everything a push may upload; nothing else in a model directory goes up.
-UPLOAD_FILES = (CONFIG_NAME, WEIGHTS_NAME, *ONNX_FILES.values(), EVAL_NAME, CARD_NAME)
+UPLOAD_FILES = ALL_FILES
 HF_HUB_PREFIX = "hf-hub:"
 
 
@@ -43,7 +42,7 @@ def required_files(backend: str = "onnx", precision: str = "fp32") -> list[str]:
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     if backend == "torch":
-        return [CONFIG_NAME, WEIGHTS_NAME]
+        return [CONFIG_NAME, *dict.fromkeys(files_loaded_by("torch").values())]
     if backend == "all":
         return [CONFIG_NAME]  # plus at least one runnable file, checked after the pull
     if precision not in ONNX_FILES:
@@ -57,7 +56,7 @@ def required_files(backend: str = "onnx", precision: str = "fp32") -> list[str]:
 def backend_files(backend: str = "onnx", precision: str = "fp32") -> list[str]:
     """The `allow_patterns` of a pull: the backend's required files plus the metadata files."""
     files = required_files(backend, precision)
-    extra = [WEIGHTS_NAME, *ONNX_FILES.values()] if backend == "all" else []
+    extra = list(MODEL_FILES) if backend == "all" else []
     return list(dict.fromkeys([*files, *extra, *METADATA_FILES]))
 
 
@@ -226,7 +225,7 @@ def download_model(
         ) from error
     path = Path(folder)
     missing = [name for name in needed if not (path / name).is_file()]
-    runnable = (WEIGHTS_NAME, *ONNX_FILES.values())
+    runnable = MODEL_FILES
     if backend == "all" and not any((path / name).is_file() for name in runnable):
         missing.append(f"weights (any of {', '.join(runnable)})")
     if missing:

@@ -13,9 +13,10 @@ from typing import Any
 
 from zoo.availability import PACKAGED_MODELS_DIR, list_models, packaged_models
 from zoo.backends import BACKEND_CHOICES, BACKENDS, PRECISION_CHOICES, Backend, check_device
-from zoo.config import CONFIG_NAME, ModelConfig
+from zoo.config import ModelConfig
 from zoo.errors import HubUnreachableError, ModelNotAvailableError
 from zoo.modeldir import interrupted_replacement, verify_files
+from zoo.modelfiles import CONFIG_NAME
 from zoo.preprocess import MAX_IMAGE_PIXELS
 from zoo.registry import MODELS
 from zoo.segmenter import AUTO, Segmenter, _Auto

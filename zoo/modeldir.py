@@ -23,16 +23,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from zoo.config import (
-    CONFIG_NAME,
-    FILES_KEY,
-    MODEL_FILES,
-    check_config_dict,
-    file_sha256,
-    read_json_object,
-    write_text_atomic,
-)
+from zoo.config import check_config_dict
 from zoo.errors import ModelFileError
+from zoo.fileio import file_sha256, read_json_object, write_text_atomic
+from zoo.modelfiles import CONFIG_NAME, FILES_KEY, MODEL_FILES
 
 logger = logging.getLogger(__name__)
 

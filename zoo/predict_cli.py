@@ -35,8 +35,8 @@ from tqdm import tqdm
 
 from zoo.availability import DEFAULT_MODEL
 from zoo.backends import BACKEND_CHOICES, PRECISION_CHOICES
-from zoo.config import write_bytes_atomic
 from zoo.errors import ModelFileError, ModelNotAvailableError
+from zoo.fileio import write_bytes_atomic
 from zoo.preprocess import (
     IMAGE_EXTENSIONS,
     MAX_IMAGE_PIXELS,

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from zoo.backends import BACKENDS, GPU_PROVIDERS, openvino_capabilities
-from zoo.config import EVAL_NAME, ONNX_NAME, WEIGHTS_NAME
 from zoo.errors import ModelNotAvailableError
+from zoo.modelfiles import EVAL_NAME, ONNX_NAME, WEIGHTS_NAME
 
 # Minimum argmax agreement with fp32 (fraction of pixels) for a reduced precision.
 GATES: Final = {"bf16": 0.995, "int8": 0.98, "fp16": 0.99}

@@ -10,7 +10,7 @@ from PIL import Image, UnidentifiedImageError
 
 from training.data.layouts import DatasetFileError
 from zoo import preprocess
-from zoo.config import write_bytes_atomic
+from zoo.fileio import write_bytes_atomic
 
 
 def _open(path: Path, kind: str) -> Image.Image:
