@@ -33,6 +33,7 @@ from PIL import Image
 
 from zoo import preprocess
 from zoo.preprocess import MAX_IMAGE_PIXELS, ImageInput
+from zoo.tta import TTA, check_tta, tta_logits
 
 if TYPE_CHECKING:
     from zoo.backends import Backend
@@ -167,9 +168,11 @@ class Segmenter:
         *,
         mode: str | None = None,
         max_side: int | _Auto | None = AUTO,
+        tta: TTA | None = None,
     ) -> np.ndarray | list[np.ndarray]:
         """Class-id mask (HxW) of an image (path, PIL image or uint8 array); a list of images
         gives a list of masks, run `batch_size` at a time (consecutive images of one size).
+        `tta` (`zoo.tta.TTA`): multi-scale / flip test-time augmentation, logits averaged.
 
         A list with unusable images (missing, unreadable, over `max_pixels`) still runs the
         others, then raises `BatchPredictionError` carrying their masks."""
@@ -177,7 +180,7 @@ class Segmenter:
         def mask(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
             return preprocess.argmax_resized(logits, size, self.mask_dtype)
 
-        return self._map(mask, image, batch_size, mode, max_side, output="ids")
+        return self._map(mask, image, batch_size, mode, max_side, output="ids", tta=tta)
 
     def predict_proba(
         self,
@@ -186,20 +189,27 @@ class Segmenter:
         *,
         mode: str | None = None,
         max_side: int | _Auto | None = AUTO,
+        tta: TTA | None = None,
     ) -> np.ndarray | list[np.ndarray]:
         """Class probabilities, float32 CxHxW at the input's resolution (sum to 1 over C); a
-        list of images gives a list, run `batch_size` at a time, as `predict`."""
+        list of images gives a list, run `batch_size` at a time, with `tta`, as `predict`."""
 
         def proba(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
             return preprocess.softmax(preprocess.resize_logits(logits, size), axis=0)
 
-        return self._map(proba, image, batch_size, mode, max_side, output="probs")
+        return self._map(proba, image, batch_size, mode, max_side, output="probs", tta=tta)
 
     def predict_logits(
-        self, image: ImageInput, *, mode: str | None = None, max_side: int | _Auto | None = AUTO
+        self,
+        image: ImageInput,
+        *,
+        mode: str | None = None,
+        max_side: int | _Auto | None = AUTO,
+        tta: TTA | None = None,
     ) -> np.ndarray:
-        """Raw logits, float32 CxHxW at the resolution the network ran at (before upsampling)."""
-        ((logits, _, error, _),) = self._logits([image], None, mode, max_side)
+        """Raw logits, float32 CxHxW at the resolution the network ran at (before upsampling;
+        with `tta`, their mean over the augmented passes at that resolution)."""
+        ((logits, _, error, _),) = self._logits([image], None, mode, max_side, tta=tta)
         if error is not None:
             raise error
         return logits
@@ -218,6 +228,7 @@ class Segmenter:
         mode: str | None,
         max_side: int | _Auto | None,
         output: str,
+        tta: TTA | None = None,
     ) -> np.ndarray | list[np.ndarray]:
         """`finish(logits, size)` of an image (or the graph's `output` where no resize is
         needed), or the list of them for a list."""
@@ -227,14 +238,14 @@ class Segmenter:
 
         if not isinstance(image, list | tuple):
             ((array, size, error, done),) = self._logits(
-                [image], batch_size, mode, max_side, output
+                [image], batch_size, mode, max_side, output, tta
             )
             if error is not None:
                 raise error
             return result(array, size, done)
         results: list[np.ndarray | None] = []
         errors: dict[int, Exception] = {}
-        outputs = self._logits(image, batch_size, mode, max_side, output)
+        outputs = self._logits(image, batch_size, mode, max_side, output, tta)
         for index, (array, size, error, done) in enumerate(outputs):
             results.append(None if error is not None else result(array, size, done))
             if error is not None:
@@ -263,12 +274,14 @@ class Segmenter:
         mode: str | None,
         max_side: int | _Auto | None,
         output: str = "logits",
+        tta: TTA | None = None,
     ) -> Iterator[tuple[Any, Any, Exception | None, bool]]:
         """Per image, in order: (CxhxW logits at the processing size, original (H, W), None,
         False), or (the graph's `output` at the original size, (H, W), None, True) where the
         backend computes it and nothing needs resizing; (None, None, the exception, False) for
         an image that could not be read."""
         batch_size, mode, max_side = self._resolve(batch_size, mode, max_side)
+        tta = check_tta(tta)
         in_graph = output != "logits" and getattr(self.backend, "pixels", None) is not None
         pending: list[np.ndarray] = []
         sizes: list[tuple[int, int]] = []
@@ -292,6 +305,9 @@ class Segmenter:
                 continue
             target = preprocess.scaled_size(*decoded.size, max_side)
             small = preprocess.resize_rgb(decoded.rgb, target)
+            if not tta.is_plain:
+                yield self._augmented(small, batch_size, mode, tta), decoded.size, None, False
+                continue
             if mode == "slide":
                 yield self._slide(small, batch_size), decoded.size, None, False
                 continue
@@ -323,6 +339,12 @@ class Segmenter:
                 "(config.json and the model file disagree?)"
             )
         return result.astype(self.mask_dtype, copy=False) if output == "ids" else result
+
+    def _augmented(self, rgb: np.ndarray, batch_size: int, mode: str, tta: TTA) -> np.ndarray:
+        """`zoo.tta.tta_logits` of `rgb`, each pass whole or sliding-window (`mode`)."""
+        if mode == "slide":
+            return tta_logits(lambda view: self._slide(view, batch_size), rgb, tta)
+        return tta_logits(lambda view: self._run([view])[0], rgb, tta)
 
     def _slide(self, rgb: np.ndarray, batch_size: int) -> np.ndarray:
         height, width = rgb.shape[:2]
