@@ -354,3 +354,19 @@ def test_zoo_modules_import_no_circle():
     for name in sorted(graph):
         visit(name, [name])
     assert not circles, circles[:3]
+
+
+def test_card_of_a_hub_download_names_its_commit(tmp_path):
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "hub" / "models--my-org--street-model" / "snapshots" / sha
+    snapshot.parent.mkdir(parents=True)
+    _model_dir(tmp_path, EVAL).rename(snapshot)
+    text = ModelCard.load(write_card(snapshot)).text
+    assert f'zoo.load("hf-hub:my-org/street-model@{sha}")' in text
+    assert f'hf_hub_download("my-org/street-model", "model.onnx", revision="{sha}")' in text
+    assert f"`my-org/street-model` at commit `{sha}`" in text
+
+
+def test_card_lists_the_class_names(tmp_path):
+    text = ModelCard.load(write_card(_model_dir(tmp_path, None))).text
+    assert "| classes | 19: road, sidewalk, building," in text and "bicycle |" in text

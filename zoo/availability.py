@@ -176,3 +176,15 @@ def list_models(pattern: str | None = None) -> list[str]:
     `zoo list` says which of them load now."""
     names = [*packaged_models(), *sorted(MODELS)]
     return [name for name in dict.fromkeys(names) if _matches(name, pattern)]
+
+
+def hub_snapshot(model_dir: str | Path) -> tuple[str, str] | None:
+    """(repo id, commit sha) of a snapshot folder of the Hub cache
+    (`.../models--org--name/snapshots/<sha>`): the exact revision a Hub load resolved to;
+    None for other directories."""
+    path = Path(model_dir)
+    sha, repo_folder = path.name, path.parent.parent.name
+    is_sha = len(sha) == 40 and all(c in "0123456789abcdef" for c in sha)
+    if not (is_sha and path.parent.name == "snapshots" and repo_folder.startswith("models--")):
+        return None
+    return repo_folder.removeprefix("models--").replace("--", "/"), sha

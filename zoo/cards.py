@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zoo.availability import HUB_PUBLISHED, is_packaged_dir
+from zoo.availability import HUB_PUBLISHED, hub_snapshot, is_packaged_dir
 from zoo.config import ModelConfig
 from zoo.eval_record import (
     METRICS,
@@ -34,6 +34,7 @@ from zoo.modelfiles import CARD_LISTED_FILES, CARD_NAME, CONFIG_NAME, ONNX_NAME
 from zoo.registry import ARCHS, LOSSES, MODELS, get_spec
 
 TEMPLATE = Path(__file__).resolve().parent / "assets" / "card_template.md"
+MAX_LISTED_CLASSES = 30  # class names a card lists in its summary
 
 PAPER_TITLE = "Convolution-based Probability Gradient Loss for Semantic Segmentation"
 PAPER_ARXIV = "2404.06704"
@@ -49,6 +50,7 @@ LICENSE = "apache-2.0"
 LIBRARY_NAME = "cpg-zoo"
 PIPELINE_TAG = "image-segmentation"
 TASK_NAME = "Semantic Segmentation"
+
 
 
 # -- metadata -------------------------------------------------------------------------------
@@ -120,15 +122,19 @@ def _usage(model_id: str, source: str, where: str, onnx: bool = True) -> dict[st
     """How to load the model the card describes. `source`: "hub" (`where` is its repo id),
     "builtin" (ships in the package: by name) or "local" (`where` is its directory)."""
     if source == "hub":
-        registry = model_id in MODELS and MODELS[model_id].hub_repo == where
+        repo, _, revision = where.partition("@")
+        registry = not revision and model_id in MODELS and MODELS[model_id].hub_repo == repo
+        pin = f', revision="{revision}"' if revision else ""
         return {
             "load_name": model_id if registry else f"hf-hub:{where}",
             "load_comment": (
-                f"from the Hub repo {where}; pin a revision with "
-                f'"hf-hub:{where}@<commit sha or tag>"'
+                f"from the Hub repo {repo} at commit {revision}"
+                if revision
+                else f'from the Hub repo {repo}; pin a revision with "hf-hub:{repo}@<commit '
+                'sha or tag>"'
             ),
             "onnx_import": "from huggingface_hub import hf_hub_download",
-            "onnx_path": f'hf_hub_download("{where}", "model.onnx")',
+            "onnx_path": f'hf_hub_download("{repo}", "model.onnx"{pin})',
             "onnx": onnx,
         }
     if source == "builtin":
@@ -263,7 +269,16 @@ def render_card(
         summary.append(("files", ", ".join(f"`{name}`" for name in files)))
     if config.source_commit:
         summary.append(("source commit", f"`{config.source_commit}`"))
+    shown = ", ".join(config.classes[:MAX_LISTED_CLASSES])
+    more = f", ... ({len(config.classes) - MAX_LISTED_CLASSES} more)" * (
+        len(config.classes) > MAX_LISTED_CLASSES
+    )
+    summary.append(("classes", f"{config.num_classes}: {shown}{more}"))
     onnx = not files or ONNX_NAME in files  # no snippet for a torch-only directory
+    snapshot = hub_snapshot(model_dir) if model_dir is not None else None
+    if repo_id is None and snapshot is not None:  # a Hub download: name its exact revision
+        repo_id = f"{snapshot[0]}@{snapshot[1]}"
+        summary.append(("Hub revision", f"`{snapshot[0]}` at commit `{snapshot[1]}`"))
     if repo_id is not None:
         usage = _usage(model_id, "hub", repo_id, onnx)
     elif builtin or (model_dir is not None and is_packaged_dir(model_dir)):
