@@ -37,6 +37,7 @@ import zoo
 from zoo.availability import DEFAULT_MODEL, PACKAGED_MODELS_DIR, cached_hub_models, packaged_models
 from zoo.errors import ModelFileError, ModelNotAvailableError
 from zoo.eval_record import describe_model
+from zoo.hubname import is_hub_name
 from zoo.model_cache import SegmenterCache
 from zoo.preprocess import pil_to_rgb, resize_rgb, scaled_size
 from zoo.registry import MODELS as REGISTRY
@@ -163,7 +164,7 @@ _ALLOWED: set[str] = set()
 
 def is_allowed_model(name: str) -> bool:
     """Listed models, registry ids and Hub ids: visitors must not open arbitrary server paths."""
-    return name in _ALLOWED or name in REGISTRY or name.startswith("hf-hub:")
+    return name in _ALLOWED or name in REGISTRY or is_hub_name(name)
 
 
 def model_choices(default_model: str) -> list[str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from zoo.config import ModelConfig
 from zoo.errors import HubUnreachableError, ModelNotAvailableError
 from zoo.fileio import read_json_object
+from zoo.hubname import parse_hub_name
 from zoo.modelfiles import (
     ALL_FILES,
     CARD_NAME,
@@ -34,7 +35,6 @@ BACKENDS = ("onnx", "torch", "all")
 ONNX_FILES = files_loaded_by("onnx")  # precision -> file
 # Everything a push may upload; nothing else in a model directory goes up.
 UPLOAD_FILES = ALL_FILES
-HF_HUB_PREFIX = "hf-hub:"
 
 
 def required_files(backend: str = "onnx", precision: str = "fp32") -> list[str]:
@@ -58,22 +58,6 @@ def backend_files(backend: str = "onnx", precision: str = "fp32") -> list[str]:
     files = required_files(backend, precision)
     extra = list(MODEL_FILES) if backend == "all" else []
     return list(dict.fromkeys([*files, *extra, *METADATA_FILES]))
-
-
-def parse_hub_name(name: str) -> tuple[str, str | None]:
-    """`"hf-hub:org/repo@rev"` (prefix optional) -> `("org/repo", "rev" or None)`.
-
-    A registry id (`"lraspp_mbv3_cityscapes_cpg@v1"`) stands for its `spec.hub_repo`.
-    """
-    from zoo.registry import MODELS
-
-    text = name.removeprefix(HF_HUB_PREFIX)
-    repo_id, _, revision = text.partition("@")
-    if repo_id in MODELS:
-        repo_id = MODELS[repo_id].hub_repo
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise ValueError(f"{name!r} is not a Hub model name: expected hf-hub:org/name[@revision]")
-    return repo_id, revision or None
 
 
 def _registry_id(repo_id: str) -> str | None:

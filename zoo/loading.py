@@ -15,6 +15,7 @@ from zoo.availability import PACKAGED_MODELS_DIR, list_models, packaged_models
 from zoo.backends import BACKEND_CHOICES, BACKENDS, PRECISION_CHOICES, Backend, check_device
 from zoo.config import ModelConfig
 from zoo.errors import HubUnreachableError, ModelNotAvailableError
+from zoo.hubname import is_hub_name, parse_hub_name
 from zoo.modeldir import interrupted_replacement, verify_files
 from zoo.modelfiles import CONFIG_NAME
 from zoo.preprocess import MAX_IMAGE_PIXELS
@@ -23,7 +24,6 @@ from zoo.segmenter import AUTO, Segmenter, _Auto
 from zoo.selection import choose
 
 ONNX_FILES = BACKENDS["onnx"].files
-HF_HUB_PREFIX = "hf-hub:"
 
 
 def load(
@@ -120,13 +120,9 @@ def resolve_model_dir(
 ) -> Path:
     """The local model directory of `name`, downloading from the Hub if needed."""
     text = os.fspath(name)
-    if text.startswith(HF_HUB_PREFIX):
-        repo_id, _, pinned = text[len(HF_HUB_PREFIX) :].partition("@")
-        if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-            raise ValueError(f"{text!r}: expected 'hf-hub:org/repo' or 'hf-hub:org/repo@revision'")
-        if pinned and revision and pinned != revision:
-            raise ValueError(f"{text!r} pins revision {pinned!r} but revision={revision!r}")
-        return _download(repo_id, pinned or revision, backend, precision, label=text)
+    if is_hub_name(text):
+        repo_id, pinned = parse_hub_name(text, revision)
+        return _download(repo_id, pinned, backend, precision, label=text)
     path = Path(text).expanduser()
     if path.is_dir():
         return path
