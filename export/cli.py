@@ -8,6 +8,9 @@ import shlex
 import sys
 
 from export.onnx_export import HEADS
+from zoo.cli_errors import USER_ERRORS, fail
+
+PROG = "zoo export"
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -30,7 +33,7 @@ def _shape(text: str) -> tuple[int, int, int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="zoo export",
+        prog=PROG,
         description="Export a training checkpoint (or .safetensors / model directory) to a "
         "model directory: config.json, model.safetensors, model.onnx [, model.int8.onnx, "
         "model.fp16.onnx] and the export report in eval.json; config.json records the sha256 of "
@@ -70,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     from export.api import export_model
-    from export.checkpoint import CheckpointError
     from export.parity import DEFAULT_SHAPES, ParityError, ParityGates
 
     gates = ParityGates(
@@ -95,13 +97,12 @@ def main(argv: list[str] | None = None) -> int:
             gates=gates,
             command=shlex.join(["zoo", "export", *argv]),
         )
-    except ParityError as error:
-        print(f"zoo export: {error}", file=sys.stderr)
+    except ParityError as error:  # a failed gate: the figures say by how much
+        fail(PROG, error)
         print(json.dumps(error.figures, indent=2), file=sys.stderr)
         return 1
-    except (CheckpointError, ValueError, FileNotFoundError, NotADirectoryError) as error:
-        print(f"zoo export: {error}", file=sys.stderr)
-        return 1
+    except USER_ERRORS as error:  # includes CheckpointError (a ValueError)
+        return fail(PROG, error)
     print(f"exported {args.checkpoint} -> {out}")
     return 0
 

@@ -6,13 +6,18 @@ loaded): the ONNX Runtime path is what production installs.
 
 from __future__ import annotations
 
+import importlib.metadata
+
 from zoo.availability import list_models
 from zoo.datasets import DATASETS, DatasetInfo, get_dataset_info
 from zoo.loading import load
 from zoo.registry import MODELS, ModelSpec, get_spec
 from zoo.segmenter import Segmenter
 
-__version__ = "0.1.0"
+try:  # the version pyproject.toml gives the installed distribution
+    __version__ = importlib.metadata.version("cpg-zoo")
+except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 __all__ = [
     "DATASETS",
     "MODELS",

@@ -7,6 +7,8 @@ import importlib.util
 import os
 import sys
 
+from zoo.cli_errors import USER_ERRORS, fail
+
 # subcommand -> ("module:function taking argv", one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "list": ("zoo.cli:list_main", "list the models and whether each loads now"),
@@ -38,8 +40,7 @@ def list_main(argv: list[str]) -> int:
     entries = [entry for entry in every if entry.available or not args.available]
     if not entries:
         what = "available model" if args.available else "model"
-        print(f"no {what} matches {args.pattern or '*'!r} (see `zoo list`)", file=sys.stderr)
-        return 1
+        return fail("zoo list", f"no {what} matches {args.pattern or '*'!r} (see `zoo list`)")
     header = ("NAME", "ARCH", "DATASET", "LOSS", "CLASSES", "INPUT", "SOURCE", "AVAILABLE")
     table = [header] + [
         (
@@ -108,9 +109,8 @@ def card_main(argv: list[str]) -> int:
             print(f"wrote {len(paths)} cards under {args.out}/")
         else:
             print(f"wrote {write_card(args.model_dir, args.repo, args.builtin)}")
-    except (FileNotFoundError, ValueError) as error:
-        print(f"zoo card: {error}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as error:
+        return fail("zoo card", error, code=2)
     return 0
 
 
@@ -128,7 +128,7 @@ EXTRA_OF_MODULE = {
 
 
 def _usage() -> str:
-    lines = ["usage: zoo COMMAND [ARGS...]", "", "commands:"]
+    lines = ["usage: zoo [--version] COMMAND [ARGS...]", "", "commands:"]
     lines += [f"  {name:8s} {help_text}" for name, (_, help_text) in SUBCOMMANDS.items()]
     lines += ["", "`zoo COMMAND --help` for a command's options."]
     return "\n".join(lines)
@@ -140,14 +140,19 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in {"-h", "--help"}:
         print(_usage())
         return 0
+    if argv[0] in {"-V", "--version"}:
+        from zoo import __version__
+
+        print(f"cpg-zoo {__version__}")
+        return 0
     command, rest = argv[0], argv[1:]
     if command not in SUBCOMMANDS:
-        print(f"zoo: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+        fail("zoo", f"unknown command {command!r}")
+        print(f"\n{_usage()}", file=sys.stderr)
         return 2
     module_name, function_name = SUBCOMMANDS[command][0].split(":")
     if importlib.util.find_spec(module_name) is None:
-        print(f"zoo {command}: not implemented yet", file=sys.stderr)
-        return 2
+        return fail(f"zoo {command}", "not implemented yet", code=2)
     try:
         function = getattr(importlib.import_module(module_name), function_name)
         return int(function(rest) or 0)
@@ -158,12 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         extra = EXTRA_OF_MODULE.get((error.name or "").split(".")[0])
         if extra is None:
             raise
-        print(
-            f"zoo {command}: needs {error.name}, which this install lacks: "
-            f"pip install 'cpg-zoo[{extra}]'",
-            file=sys.stderr,
+        return fail(
+            f"zoo {command}",
+            f"needs {error.name}, which this install lacks: pip install 'cpg-zoo[{extra}]'",
+            code=2,
         )
-        return 2
 
 
 if __name__ == "__main__":

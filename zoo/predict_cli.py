@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from zoo.availability import DEFAULT_MODEL
 from zoo.backends import BACKEND_CHOICES, PRECISION_CHOICES
-from zoo.errors import ModelFileError, ModelNotAvailableError
+from zoo.cli_errors import USER_ERRORS, error_line, fail
 from zoo.fileio import write_bytes_atomic
 from zoo.preprocess import (
     IMAGE_EXTENSIONS,
@@ -47,6 +47,7 @@ from zoo.preprocess import (
 from zoo.segmenter import BatchPredictionError, Segmenter
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR = 0, 1, 2
+PROG = "zoo predict"
 
 
 @dataclass(frozen=True)
@@ -229,21 +230,17 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `zoo predict`; returns the exit code."""
     args = _parser().parse_args(argv)
     if args.batch_size < 1 or args.workers < 1:
-        print("zoo predict: --batch-size and --workers must be >= 1", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(PROG, "--batch-size and --workers must be >= 1", EXIT_ERROR)
     if args.max_side is not None and args.max_side < 0:
-        print("zoo predict: --max-side must be >= 0", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(PROG, "--max-side must be >= 0", EXIT_ERROR)
     if args.max_pixels < 0:
-        print("zoo predict: --max-pixels must be >= 0 (0 = no limit)", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(PROG, "--max-pixels must be >= 0 (0 = no limit)", EXIT_ERROR)
     out_dir: Path = args.out
     jobs, problems = collect_inputs(args.inputs, exclude=out_dir)
     for message in problems:
         print(f"zoo predict: {message}", file=sys.stderr)
     if not jobs:
-        print("zoo predict: nothing to do (no input images)", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(PROG, "nothing to do (no input images)", EXIT_ERROR)
 
     from zoo.loading import load
     from zoo.segmenter import AUTO
@@ -261,9 +258,8 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             max_pixels=args.max_pixels or None,
         )
-    except (ModelNotAvailableError, ModelFileError, ValueError, ImportError, RuntimeError) as e:
-        print(f"zoo predict: cannot load model {args.model!r}: {e}", file=sys.stderr)
-        return EXIT_ERROR
+    except (*USER_ERRORS, RuntimeError) as error:  # RuntimeError: ONNX Runtime's load errors
+        return fail(PROG, f"cannot load model {args.model!r}: {error_line(error)}", EXIT_ERROR)
     if not args.quiet:
         print(
             f"zoo predict: {len(jobs)} image(s) with {segmenter!r} on {segmenter.providers}",
