@@ -332,6 +332,7 @@ def test_eval_cli_writes_eval_json(
     assert result["dataset"] == "synthcity" and result["split"] == "val"
     assert result["inference"] == {
         "mode": "slide", "window": [32, 32], "stride": [22, 22], "flip": True, "amp": "none",
+        "scales": [1.0],
     }  # fmt: skip
     metrics = result["metrics"]
     assert metrics["num_images"] == 3 and len(metrics["per_class_iou"]) == 19

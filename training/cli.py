@@ -22,16 +22,6 @@ def _fail(prog: str, error: BaseException | str) -> int:
     return fail(prog, error, code=2)
 
 
-def _boundary_tolerance(text: str) -> int | str:
-    """argparse type of --boundary-tolerance: px (int >= 0) or "cheng"."""
-    from training.metrics import parse_boundary_tolerance
-
-    try:
-        return parse_boundary_tolerance(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
 def _train_parser() -> argparse.ArgumentParser:
     from training.recipes import list_recipes
     from training.runs import RESUME_SAFE_KEYS
@@ -229,73 +219,9 @@ def train_main(argv: list[str]) -> int:
 
 
 def eval_main(argv: list[str]) -> int:
-    """`zoo eval CHECKPOINT --data-root DIR [--split val] [--mode whole|slide] [--flip]`."""
-    parser = argparse.ArgumentParser(
-        prog="zoo eval",
-        description="Evaluate a training checkpoint: mIoU, per-class IoU, pixel accuracy, "
-        "boundary F-score and Boundary IoU. Under torchrun the split is sharded over processes "
-        "and the counts are all-reduced (exact).",
-    )
-    parser.add_argument("checkpoint", help="a last.pt / best.pt written by zoo train")
-    parser.add_argument("--data-root", required=True, help="dataset folder (its real layout)")
-    parser.add_argument("--split", default="val", choices=("train", "val"))
-    parser.add_argument(
-        "--mode", choices=("whole", "slide"), default=None, help="default: the recipe's"
-    )
-    parser.add_argument("--flip", action="store_true", help="average with the h-flipped input")
-    parser.add_argument("--out", default=None, help="write results here (eval.json)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
-    parser.add_argument(
-        "--boundary-tolerance",
-        type=_boundary_tolerance,
-        default=3,
-        help="boundary F / Boundary IoU tolerance in px (default 3), or 'cheng': Cheng et "
-        "al.'s Boundary IoU definition (2%% of the image diagonal, image border a contour)",
-    )
-    parser.add_argument("--max-images", type=int, default=0, help="0 = the whole split")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    if not Path(args.checkpoint).is_file():
-        return _fail("zoo eval", f"checkpoint {args.checkpoint} not found")
-    if not Path(args.data_root).is_dir() and not args.data_root.startswith("hf:"):
-        return _fail("zoo eval", f"--data-root {args.data_root} is not a folder")
-    from training.distributed import cleanup, init_distributed
-    from training.evaluate import evaluate_checkpoint, write_eval_json
+    """`zoo eval MODEL --data-root DIR [--scales S ...] [--flip] [--out F] [--plot PNG]`: a
+    checkpoint, or a model directory / registry id / hf-hub id on any backend
+    (`training.eval_cli`)."""
+    from training.eval_cli import main
 
-    try:
-        dist_info = init_distributed(args.device)
-    except ValueError as error:
-        return _fail("zoo eval", error)
-    try:
-        result = evaluate_checkpoint(
-            args.checkpoint,
-            args.data_root,
-            split=args.split,
-            mode=args.mode,
-            flip=args.flip,
-            device=str(dist_info.device),
-            amp=args.amp,
-            boundary_tolerance=args.boundary_tolerance,
-            max_images=args.max_images,
-            workers=args.workers,
-            progress=dist_info.is_main and not args.no_progress,
-            command=shlex.join(["zoo", "eval", *argv]),
-        )
-    except USER_ERRORS as error:
-        return _fail("zoo eval", error)
-    finally:
-        cleanup()
-    if dist_info.is_main:
-        metrics = result["metrics"]
-        print(
-            f"{result['dataset']} {result['split']} ({metrics['num_images']} images): "
-            f"mIoU {metrics['mIoU']:.4f}  pixel acc {metrics['pixel_acc']:.4f}  "
-            f"mBF@{metrics['boundary_tolerance_px']}px {metrics['mBF']:.4f}  "
-            f"mBIoU {metrics['mBIoU']:.4f}"
-        )
-        if args.out:
-            path = write_eval_json(args.out, result)
-            print(f"wrote {path}")
-    return 0
+    return main(argv)

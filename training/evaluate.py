@@ -27,6 +27,7 @@ from training.checkpoints import load_checkpoint
 from training.metrics import SegmentationMetrics
 from zoo.fileio import file_sha256
 from zoo.preprocess import slide_stride, sliding_windows
+from zoo.selection import AGREEMENT_KEY
 from zoo.tta import TTA, scaled_shape
 
 __all__ = [
@@ -318,9 +319,15 @@ def metrics_record(
     }
 
 
+# Keys of eval.json that other steps write (zoo export's report, `export.api.REPORT_KEY`; the
+# precision gates' figures): an evaluation written over an eval.json keeps them.
+KEPT_KEYS = ("export", AGREEMENT_KEY)
+
+
 def write_eval_json(path: str | Path, result: dict[str, Any]) -> Path:
-    """Write `result` as JSON atomically (NaN written as null)."""
-    from zoo.fileio import write_text_atomic
+    """Write `result` as JSON atomically (NaN written as null), keeping the `KEPT_KEYS` of an
+    eval.json already at `path` (e.g. a model directory's, with its export report)."""
+    from zoo.fileio import read_json_object, write_text_atomic
 
     def clean(value: Any) -> Any:
         if isinstance(value, float) and value != value:
@@ -332,5 +339,7 @@ def write_eval_json(path: str | Path, result: dict[str, Any]) -> Path:
         return value
 
     path = Path(path)
-    write_text_atomic(path, json.dumps(clean(result), indent=2) + "\n")
+    previous = read_json_object(path) if path.is_file() else {}
+    kept = {key: previous[key] for key in KEPT_KEYS if key in previous and key not in result}
+    write_text_atomic(path, json.dumps({**clean(result), **kept}, indent=2) + "\n")
     return path
