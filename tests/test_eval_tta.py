@@ -120,3 +120,43 @@ def test_bad_tta_settings_are_named() -> None:
 def test_tta_argument_must_be_a_tta(onnx_seg: Segmenter) -> None:
     with pytest.raises(TypeError, match=r"tta must be a zoo\.tta\.TTA"):
         onnx_seg.predict(smooth_image(32, 32), tta=True)  # type: ignore[arg-type]
+
+
+class _HalfResNet(torch.nn.Module):
+    """A tiny net whose logits come out at half resolution (evaluation upsamples them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, NUM_CLASSES, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": self.conv(x)}
+
+
+def test_checkpoint_tta_equals_an_independent_computation() -> None:
+    from torchvision.transforms.v2 import functional as TF
+
+    from training.evaluate import predict_logits
+
+    model = _HalfResNet().eval()
+    images = torch.randn(2, 3, 30, 44)
+    with torch.no_grad():
+        plain = F.interpolate(model(images)["out"], (30, 44), mode="bilinear")
+        assert torch.equal(predict_logits(model, images, scales=(1.0,)), plain)
+        outputs = []
+        for scale in (0.5, 1.5):
+            size = [int(30 * scale + 0.5), int(44 * scale + 0.5)]
+            view = TF.resize(images, size, antialias=True)
+            for flip in (False, True):
+                logits = model(TF.horizontal_flip(view) if flip else view)["out"]
+                logits = TF.resize(logits, size, antialias=False)  # at the size it ran at
+                logits = TF.horizontal_flip(logits) if flip else logits
+                outputs.append(TF.resize(logits, [30, 44], antialias=False))
+        expected = torch.stack(outputs).mean(0)
+        got = predict_logits(model, images, scales=(0.5, 1.5), flip=True)
+    assert got.shape == (2, NUM_CLASSES, 30, 44)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert (got - plain).abs().max() > 1e-2
+    with pytest.raises(ValueError, match="must be in"):
+        predict_logits(model, images, scales=(-1.0,))
