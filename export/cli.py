@@ -31,6 +31,10 @@ def _shape(text: str) -> tuple[int, int, int, int]:
     return batch, channels, height, width
 
 
+def _print_progress(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -65,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-diff", type=float, default=1e-3, help="fp32 max |logit diff|")
     parser.add_argument("--int8-min-agreement", type=float, default=0.98)
     parser.add_argument("--int8-max-miou-drop", type=float, help="fail above this mIoU drop")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress lines (which step is running)"
+    )
     return parser
 
 
@@ -96,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             shapes=tuple(args.shapes) if args.shapes else DEFAULT_SHAPES,
             gates=gates,
             command=shlex.join(["zoo", "export", *argv]),
+            progress=None if args.quiet else _print_progress,
         )
     except ParityError as error:  # a failed gate: the figures say by how much
         fail(PROG, error)

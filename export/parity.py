@@ -15,6 +15,7 @@ from torch import nn
 
 from export.images import CalibrationSet, synthetic_images
 from export.onnx_export import INPUT_NAME, LOGITS_NAME
+from export.steps import Progress
 from training.metrics import ConfusionMatrix
 
 # batch 1 at a moderate size, an odd size (not a multiple of 8/32), and batch 2
@@ -94,16 +95,24 @@ def top2_margin(logits: np.ndarray) -> np.ndarray:
     return top2[:, 1] - top2[:, 0]
 
 
+def _shape_text(x: np.ndarray) -> str:
+    return "x".join(map(str, x.shape))
+
+
 def fp32_parity(
     model: nn.Module,
     session: Any,
     inputs: list[np.ndarray],
     gates: ParityGates,
     head: str = "logits",
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Compare torch and ORT fp32 on each input; raise `ParityError` if a gate fails."""
+    """Compare torch and ORT fp32 on each input; raise `ParityError` if a gate fails.
+    `progress` gets a line per input ("fp32 parity: shape k of n (NxCxHxW)")."""
     cases, failures = [], []
-    for x in inputs:
+    for index, x in enumerate(inputs, 1):
+        if progress is not None:
+            progress(f"fp32 parity: shape {index} of {len(inputs)} ({_shape_text(x)})")
         reference = torch_logits(model, x)
         outputs = ort_outputs(session, x)
         logits = outputs[LOGITS_NAME]
@@ -158,13 +167,17 @@ def int8_parity(
     calibration: CalibrationSet | None = None,
     num_classes: int,
     ignore_index: int = 255,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Argmax agreement of int8 with fp32 ORT (and mIoU drop on labelled calibration data)."""
+    """Argmax agreement of int8 with fp32 ORT (and mIoU drop on labelled calibration data).
+    `progress` gets a line per batch ("int8 parity: batch k of n (NxCxHxW)")."""
     batches = list(inputs) + (list(calibration.images) if calibration is not None else [])
     agree = counted = 0
     cases = []
     predictions: list[tuple[np.ndarray, np.ndarray]] = []
-    for x in batches:
+    for index, x in enumerate(batches, 1):
+        if progress is not None:
+            progress(f"int8 parity: batch {index} of {len(batches)} ({_shape_text(x)})")
         reference = ort_outputs(fp32_session, x)[LOGITS_NAME]
         quantized = ort_outputs(int8_session, x)[LOGITS_NAME]
         same = reference.argmax(1) == quantized.argmax(1)

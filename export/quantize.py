@@ -32,21 +32,27 @@ from export.qdq_rewrite import (
     fold_hardswish_scales,
     shapes_before_dequantize,
 )
+from export.steps import Progress
 
 
 class ArrayReader(CalibrationDataReader):
     """Feeds a list of normalised 1 x 3 x H x W arrays to the calibrator."""
 
-    def __init__(self, images: list[np.ndarray]) -> None:
+    def __init__(self, images: list[np.ndarray], progress: Progress | None = None) -> None:
         self.images = images
-        self._iterator: Iterator[np.ndarray] = iter(images)
+        self.progress = progress
+        self._iterator: Iterator[tuple[int, np.ndarray]] = enumerate(images, 1)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        image = next(self._iterator, None)
-        return None if image is None else {INPUT_NAME: image}
+        index, image = next(self._iterator, (0, None))
+        if image is None:
+            return None
+        if self.progress is not None:
+            self.progress(f"int8 calibration: image {index} of {len(self.images)}")
+        return {INPUT_NAME: image}
 
     def rewind(self) -> None:
-        self._iterator = iter(self.images)
+        self._iterator = enumerate(self.images, 1)
 
 
 @dataclass
@@ -75,8 +81,10 @@ def quantize_int8(
     *,
     per_channel: bool = True,
     method: str = "minmax",
+    progress: Progress | None = None,
 ) -> QuantizeReport:
-    """Static QDQ int8 quantisation of `fp32_path` calibrated on `images`."""
+    """Static QDQ int8 quantisation of `fp32_path` calibrated on `images` (`progress` gets a
+    line per calibration image)."""
     if not images:
         raise ValueError("int8 quantisation needs at least one calibration image")
     methods = {
@@ -101,7 +109,7 @@ def quantize_int8(
         quantize_static(
             str(prepared),
             str(quantized),
-            ArrayReader(images),
+            ArrayReader(images, progress),
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
             activation_type=QuantType.QUInt8,

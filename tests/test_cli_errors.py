@@ -54,6 +54,7 @@ def test_predict_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_export_of_a_damaged_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     pytest.importorskip("torch")
     (tmp_path / "bad.pt").write_bytes(b"nope")
-    assert zoo_main(["export", str(tmp_path / "bad.pt"), "--out", str(tmp_path / "m")]) == 1
+    argv = ["export", str(tmp_path / "bad.pt"), "--out", str(tmp_path / "m"), "--quiet"]
+    assert zoo_main(argv) == 1
     assert "bad.pt" in _one_error_line(capsys.readouterr().err, "zoo export")
     assert not (tmp_path / "m").exists()

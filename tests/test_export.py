@@ -17,6 +17,8 @@ from export import CheckpointError, ParityError, ParityGates, check_onnx_file, e
 from export.checkpoint import load_checkpoint
 from export.cli import main as cli_main
 from export.images import load_calibration_set, synthetic_images
+from export.parity import int8_parity
+from export.quantize import ArrayReader
 from export.testing import (
     pattern_images,
     random_checkpoint,
@@ -265,14 +267,44 @@ def test_wrong_arch_or_class_count_gives_clear_error(tmp_path: Path) -> None:
 
 def test_cli(lraspp_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "m"
-    argv = [str(lraspp_checkpoint), "--out", str(out), "--shape", "1x3x48x64", "--head", "probs"]
+    argv = [str(lraspp_checkpoint), "--out", str(out), "--shape", "1x3x48x64", "--head", "probs",
+            "--shape", "2x3x32x40"]  # fmt: skip
     assert cli_main(argv) == 0
+    steps = [line for line in capsys.readouterr().err.splitlines() if line.startswith("zoo ")]
+    assert steps == [
+        f"zoo export: reading {lraspp_checkpoint}",
+        "zoo export: writing model.safetensors",
+        "zoo export: ONNX export (opset 18) to model.onnx",
+        "zoo export: fp32 parity: shape 1 of 2 (1x3x48x64)",
+        "zoo export: fp32 parity: shape 2 of 2 (2x3x32x40)",
+        f"zoo export: replacing {out}",
+    ]
+    assert cli_main([*argv, "--quiet"]) == 0
+    assert "zoo export:" not in capsys.readouterr().err
     report = json.loads((out / EVAL_NAME).read_text())["export"]
     assert report["command"].startswith("zoo export ") and report["outputs"] == ["logits", "probs"]
     (tmp_path / "bad.pt").write_bytes(b"nope")
     assert cli_main([str(tmp_path / "bad.pt"), "--out", str(tmp_path / "x")]) == 1
     assert "bad.pt" in capsys.readouterr().err
     assert cli_main([str(lraspp_checkpoint), "--out", str(tmp_path / "y"), "--int8"]) == 1
+
+
+def test_int8_steps_report_progress(lraspp_dir: Path) -> None:
+    """The calibrator's reader and the int8 gate say which image / batch they are at."""
+    lines: list[str] = []
+    images = [np.zeros((1, 3, 8, 8), np.float32)] * 3
+    reader = ArrayReader(images, lines.append)
+    while reader.get_next() is not None:
+        pass
+    assert lines == [f"int8 calibration: image {i} of 3" for i in (1, 2, 3)]
+    lines.clear()
+    session = check_onnx_file(lraspp_dir / ONNX_NAME)
+    inputs = [synthetic_images((1, 3, 32, 48), [0.5] * 3, [0.2] * 3, seed=1)] * 2
+    int8_parity(session, session, inputs, ParityGates(), num_classes=4, progress=lines.append)
+    assert lines == [
+        "int8 parity: batch 1 of 2 (1x3x32x48)",
+        "int8 parity: batch 2 of 2 (1x3x32x48)",
+    ]
 
 
 def test_calibration_images_are_normalised_with_the_config(tmp_path: Path) -> None:
