@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 import zoo
+from bench.synthetic import random_checkpoint, small_config
 from export.api import export_model
-from export.testing import random_checkpoint, small_config
 from tests.helpers_modeldir import smooth_image
 from training.cli import eval_main
 from zoo.tta import TTA
@@ -195,3 +195,27 @@ def test_plot_without_matplotlib_fails_before_evaluating(
     monkeypatch.setattr(zoo, "load", lambda *a, **k: pytest.fail("evaluated before the check"))
     code, _, err = _eval(capsys, str(model_dir), "--data-root", str(data), "--plot", "x.png")
     assert code == 2 and "pip install 'cpg-zoo[plot]'" in err
+
+
+def test_built_in_model_by_name_on_its_benchmark_layout(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A name `zoo.load` takes (the built-in model, as a registry id would be) evaluated on its
+    dataset's own layout (SynthCity, 19 classes)."""
+    from training.data import write_tiny_dataset
+    from zoo.availability import packaged_models
+
+    name = "lraspp_mbv3_synthcity_cpg"
+    assert name in packaged_models()
+    root = write_tiny_dataset("synthcity", tmp_path / "synthcity", n_val=1, size=(48, 64))
+    out = tmp_path / "eval.json"
+    code, stdout, err = _eval(capsys, name, "--data-root", str(root), "--backend", "onnx",
+                              "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out.read_text())
+    assert result["model"] == name and result["metrics"]["num_images"] == 1
+    classes = result["metrics"]["classes"]
+    assert len(classes) == 19 and classes[0] == "road"
+    assert np.array(result["metrics"]["confusion_matrix"]).shape == (19, 19)
+    table = stdout.splitlines()[3 : 3 + len(classes)]
+    assert [line[: len(label)] for line, label in zip(table, classes, strict=True)] == classes

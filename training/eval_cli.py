@@ -178,6 +178,7 @@ def main(argv: list[str]) -> int:
     from zoo.tta import TTA
 
     command = shlex.join(["zoo", "eval", *argv])
+    written = []
     try:
         TTA(tuple(args.scales), args.flip)  # checked before any model is loaded
         if _is_checkpoint(args.model):
@@ -186,14 +187,16 @@ def main(argv: list[str]) -> int:
             result = _evaluate_model(args, command)
         if result is None:  # not the main process
             return 0
-        print(summary_line(result))
-        print(class_table(result["metrics"]))
         if args.out:
-            print(f"wrote {write_eval_json(args.out, result)}")
+            written.append(write_eval_json(args.out, result))
         if args.plot:
             from training.eval_plot import plot_eval
 
-            print(f"wrote {plot_eval(result, args.plot)}")
+            written.append(plot_eval(result, args.plot))
     except USER_ERRORS as error:
         return fail(PROG, error, code=2)
+    print(summary_line(result))
+    print(class_table(result["metrics"]))
+    for path in written:
+        print(f"wrote {path}")
     return 0
