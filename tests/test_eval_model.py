@@ -219,3 +219,48 @@ def test_built_in_model_by_name_on_its_benchmark_layout(
     assert np.array(result["metrics"]["confusion_matrix"]).shape == (19, 19)
     table = stdout.splitlines()[3 : 3 + len(classes)]
     assert [line[: len(label)] for line, label in zip(table, classes, strict=True)] == classes
+
+
+def test_precision_selects_the_file_measured(
+    model_dir: Path, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """--precision int8 measures model.int8.onnx (here a copy of the fp32 file, so the counts
+    must equal fp32's), and eval.json names that file and its sha256."""
+    import shutil
+
+    from zoo.fileio import file_sha256
+    from zoo.modeldir import record_files
+
+    copy = tmp_path / "m"
+    shutil.copytree(model_dir, copy)
+    shutil.copy(copy / "model.onnx", copy / "model.int8.onnx")
+    record_files(copy)
+    results = {}
+    for precision in ("fp32", "int8"):
+        out = tmp_path / f"{precision}.json"
+        code, _, err = _eval(capsys, str(copy), "--data-root", str(data), "--backend", "onnx",
+                             "--precision", precision, "--out", str(out))  # fmt: skip
+        assert code == 0, err
+        results[precision] = json.loads(out.read_text())
+    int8 = results["int8"]
+    assert int8["inference"]["precision"] == "int8" and int8["model_file"] == "model.int8.onnx"
+    assert int8["model_file_sha256"] == file_sha256(copy / "model.onnx")
+    assert int8["metrics"]["confusion_matrix"] == results["fp32"]["metrics"]["confusion_matrix"]
+
+
+def test_plot_from_an_eval_json(
+    model_dir: Path, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from training.eval_plot import main as plot_main
+
+    out = tmp_path / "eval.json"
+    code, _, err = _eval(capsys, str(model_dir), "--data-root", str(data), "--backend", "onnx",
+                         "--out", str(out), "--max-images", "1")  # fmt: skip
+    assert code == 0, err
+    assert plot_main([str(out), str(tmp_path / "cm.png")]) == 0
+    assert (tmp_path / "cm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"metrics": {"mIoU": 0.5}}))
+    assert plot_main([str(old), str(tmp_path / "x.png")]) == 2
+    assert "has no metrics.confusion_matrix" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
