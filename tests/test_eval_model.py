@@ -264,3 +264,12 @@ def test_plot_from_an_eval_json(
     assert plot_main([str(old), str(tmp_path / "x.png")]) == 2
     assert "has no metrics.confusion_matrix" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_model_eval_refuses_torchrun(
+    model_dir: Path, data: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(zoo, "load", lambda *a, **k: pytest.fail("evaluated under torchrun"))
+    code, _, err = _eval(capsys, str(model_dir), "--data-root", str(data))
+    assert code == 2 and "without torchrun" in err

@@ -6,6 +6,7 @@ test-time augmentation; prints the metrics and a per-class table, writes eval.js
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
             )
     elif args.amp != "none":
         return "--amp applies to checkpoints; choose a model's file with --precision"
+    elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return "a model is evaluated in one process: run zoo eval without torchrun"
     if args.plot:
         from training.eval_plot import require_matplotlib
 

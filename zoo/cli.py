@@ -14,7 +14,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "list": ("zoo.cli:list_main", "list the models and whether each loads now"),
     "predict": ("zoo.predict_cli:main", "segment images, folders or globs with a model"),
     "train": ("training.cli:train_main", "train a recipe (also under torchrun)"),
-    "eval": ("training.cli:eval_main", "evaluate a checkpoint on a dataset"),
+    "eval": ("training.cli:eval_main", "evaluate a checkpoint or a model on a dataset"),
     "data": ("training.data.cli:main", "prepare datasets / generate SynthCity"),
     "export": ("export.cli:main", "checkpoint -> model directory (safetensors, ONNX)"),
     "push": ("zoo.hub_cli:push_main", "upload a model directory to the Hugging Face Hub"),

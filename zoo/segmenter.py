@@ -16,6 +16,9 @@ anything is decoded; `max_pixels=None` lifts it. JPEG files that will be downsca
 at reduced scale (`zoo.preprocess.open_image`). A list with unusable images raises
 `BatchPredictionError` carrying the results of the others.
 
+Test-time augmentation (`tta=zoo.tta.TTA(scales, flip)`): the processed image is run at each
+scale (and mirrored), the logits resized back to it and averaged, on every backend and mode.
+
 Where the backend has in-graph pre/post-processing (`backend.pixels`, `zoo.ingraph`: ONNX
 Runtime, OpenVINO) images go in as uint8 and, when the logits need no resize (the image runs at
 its own size, `mode="whole"`), `predict` gets class ids and `predict_proba` probabilities from
