@@ -58,8 +58,9 @@ def prepare(arch: str, work: Path, checkpoint: str | None, frames: Path, classes
     """A model directory for `arch` in `work`, exported once from `checkpoint` (a checkpoint or
     a model directory; None: random BN-calibrated weights) with fp32 + int8 calibrated on
     `frames`; the export also measures the accuracy-gate figures into eval.json."""
+    from synthetic import random_checkpoint  # bench/synthetic.py, a sibling of this script
+
     from export import ParityGates, export_model
-    from export.testing import random_checkpoint
 
     model_dir = work / arch
     if (model_dir / "model.int8.onnx").is_file():

@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
 
 def rss_mib(pid: int) -> float:
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.url and not args.pid:
         parser.error("--url needs --pid (to read the server's memory)")
 
-    from test_app import app_env, start_app, stop_app
+    from bench.app_server import app_env, start_app, stop_app
 
     temp = Path(tempfile.mkdtemp(prefix="load_app_"))
     os.environ.update({k: v for k, v in app_env(temp).items() if k.startswith(("HF_", "GRADIO"))})

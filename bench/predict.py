@@ -35,7 +35,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers_modeldir import smooth_image  # noqa: E402
+from bench.synthetic import smooth_image  # noqa: E402
 from zoo.predict_cli import main as predict_main  # noqa: E402
 
 SECTION = "## Batch prediction"

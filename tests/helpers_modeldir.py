@@ -10,42 +10,31 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
+from bench.synthetic import smooth_image
 from zoo.config import ModelConfig
 from zoo.modeldir import record_files
 from zoo.modelfiles import ONNX_NAME, WEIGHTS_NAME
-
-
-def smooth_image(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A random-ish smooth RGB uint8 image (bilinearly upsampled coarse noise)."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.integers(0, 256, size=(max(2, height // 32), max(2, width // 32), 3))
-    image = Image.fromarray(coarse.astype(np.uint8)).resize((width, height), Image.BICUBIC)
-    return np.asarray(image)
 
 
 def calibrated_model(arch: str, num_classes: int, seed: int = 0, size: int = 128):
     """`zoo.models.build_model(arch, num_classes)` with BN statistics from smooth images."""
     import torch
 
+    from bench.synthetic import recalibrate_bn
     from zoo.models import build_model
     from zoo.preprocess import normalize
 
     torch.manual_seed(seed)
     model = build_model(arch, num_classes)
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.reset_running_stats()
-            module.momentum = None  # cumulative average over the calibration passes
-    model.train()
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    with torch.no_grad():
-        for step in range(4):
-            images = [smooth_image(size, size, seed=1000 * seed + 4 * step + i) for i in range(4)]
-            model(torch.from_numpy(normalize(images, mean, std)))
-    return model.eval()
+    batches = [
+        torch.from_numpy(
+            normalize([smooth_image(size, size, seed=1000 * seed + 4 * step + i) for i in range(4)],
+                      mean, std)
+        )
+        for step in range(4)
+    ]  # fmt: skip
+    return recalibrate_bn(model, batches)
 
 
 def make_model_dir(

@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_app import EXAMPLES, IN_CI, build_test_model, start_app, stop_app
+from test_app import EXAMPLES, IN_CI, build_test_model
+
+from bench.app_server import start_app, stop_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

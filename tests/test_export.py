@@ -13,19 +13,14 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from bench.synthetic import random_checkpoint, save_checkpoint, small_config
 from export import CheckpointError, ParityError, ParityGates, check_onnx_file, export_model
 from export.checkpoint import load_checkpoint
 from export.cli import main as cli_main
 from export.images import load_calibration_set, synthetic_images
 from export.parity import int8_parity
 from export.quantize import ArrayReader
-from export.testing import (
-    pattern_images,
-    random_checkpoint,
-    save_checkpoint,
-    small_config,
-    trained_checkpoint,
-)
+from tests.helpers_checkpoints import pattern_images, trained_checkpoint
 from zoo.config import ModelConfig
 from zoo.modelfiles import (
     CONFIG_NAME,

@@ -55,7 +55,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from export.testing import random_checkpoint
+    from bench.synthetic import random_checkpoint
 
     folder = tmp_path_factory.mktemp("checkpoints")
     return (

@@ -145,8 +145,8 @@ def test_packaged_model_records_its_files() -> None:
 
 
 def test_export_records_hashes_and_is_byte_reproducible(tmp_path: Path) -> None:
+    from bench.synthetic import random_checkpoint
     from export import export_model
-    from export.testing import random_checkpoint
 
     checkpoint = random_checkpoint("lraspp_mbv3", tmp_path / "c.pt")
     shapes = ((1, 3, 49, 75),)

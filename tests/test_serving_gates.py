@@ -103,8 +103,8 @@ def test_bad_arguments_name_the_problem(tmp_path: Path, capsys) -> None:
 @pytest.mark.slow  # two exports (~40 s on a busy 2-core machine)
 def test_export_records_agreement_and_drops_stale_figures(tmp_path: Path) -> None:
     pytest.importorskip("torch")
+    from bench.synthetic import random_checkpoint
     from export import export_model
-    from export.testing import random_checkpoint
 
     checkpoint = random_checkpoint("lraspp_mbv3", tmp_path / "lraspp.pt", num_classes=4)
     calib = tmp_path / "calib"
