@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.evaluate import _shard, git_commit, metrics_record
+from training.evaluate import git_commit, metrics_record
 from training.metrics import SegmentationMetrics
 from zoo.preprocess import slide_stride
 from zoo.tta import TTA
@@ -68,11 +68,14 @@ def evaluate_model(
     )
     _check_classes(name, config.classes, data_root, getattr(dataset, "info", None))
     counts = SegmentationMetrics(config.num_classes, config.ignore_index, boundary_tolerance)
-    items: Iterable[Any] = _shard(dataset, max_images)
+    total = min(len(dataset), max_images) if max_images else len(dataset)
+    if total == 0:
+        raise ValueError(f"--data-root {data_root}: the {split} split has no images")
+    items: Iterable[Any] = (dataset[index] for index in range(total))
     if progress:
         from tqdm import tqdm
 
-        items = tqdm(items, desc="eval", dynamic_ncols=True)
+        items = tqdm(items, desc="eval", total=total, dynamic_ncols=True)
     count = 0
     for image, mask in items:
         rgb = np.ascontiguousarray(np.asarray(image).transpose(1, 2, 0))
