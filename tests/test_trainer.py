@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -215,18 +216,47 @@ def test_overfits_a_tiny_set(tmp_path: Path) -> None:
     assert all(r["cpg"] > 0 for r in log if "cpg" in r)
 
 
+def _grad_norm(parameters: Iterable[torch.nn.Parameter]) -> float:
+    norms = [p.grad.detach().float().norm() for p in parameters if p.grad is not None]
+    return float(torch.stack(norms).norm())
+
+
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
-def test_amp_accumulation_and_clipping(tmp_path: Path, amp: str) -> None:
+def test_amp_accumulation_and_clipping(
+    tmp_path: Path, amp: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clip = 0.05  # far below the gradient norm of an untrained network
     recipe = apply_overrides(
         get_recipe("lraspp_mbv3_synthcity_ce"),
         dict(
-            iterations=2, batch_size=4, grad_accum=2, clip_grad_norm=1.0, amp=amp,
+            iterations=2, batch_size=4, grad_accum=2, clip_grad_norm=clip, amp=amp,
             crop_size=(48, 48), eval_interval=2, log_interval=1, workers=0, threads=1,
         ),
     )  # fmt: skip
     trainer = Trainer(recipe, tmp_path, train_set=Shapes(), val_set=Shapes(n=1), progress=False)
-    result = trainer.fit()
-    assert trainer.micro_batch == 2 and 0 <= result["mIoU"] <= 1
+    # the norm of the (unscaled) gradients before clipping, and at each optimizer step
+    before: list[float] = []
+    at_step: list[float] = []
+    clip_grad_norm = torch.nn.utils.clip_grad_norm_
+
+    def recorded_clip(params, max_norm, **kwargs):
+        params = list(params)
+        before.append(_grad_norm(params))
+        return clip_grad_norm(params, max_norm, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recorded_clip)
+    scaler_step = torch.amp.GradScaler.step  # the trainer's optimizer step (also without AMP)
+
+    def recorded_step(scaler, optimizer, *args, **kwargs):
+        at_step.append(_grad_norm(p for g in optimizer.param_groups for p in g["params"]))
+        return scaler_step(scaler, optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(torch.amp.GradScaler, "step", recorded_step)
+    trainer.fit()
+    assert trainer.micro_batch == 2
+    assert len(before) == len(at_step) == 2  # one clip per optimizer step (2 micro-batches each)
+    assert min(before) > 2 * clip  # clipping had something to do ...
+    assert at_step == pytest.approx([clip, clip], rel=1e-3)  # ... and the step saw clipped grads
     checkpoint = torch.load(tmp_path / "last.pt", weights_only=True)
     assert checkpoint["iteration"] == 2
     assert bool(checkpoint["scaler"]) == (amp == "fp16")  # GradScaler state only for fp16
