@@ -36,9 +36,9 @@ ARMS = {
     "finetune_ce": ["--loss", "ce", "init=lraspp_mbv3_synthcity_cpg"],
     "finetune_cpg": ["--loss", "cpg", "init=lraspp_mbv3_synthcity_cpg"],
 }
-COMMON = ["iterations=400", "batch_size=8", "crop_size=128,128", "amp=none", "device=cpu",
-          "workers=0", "threads=1", "eval_interval=400", "checkpoint_interval=100",
-          "log_interval=50", "bn_momentum=0.1"]  # fmt: skip
+COMMON = ["iterations=150", "batch_size=8", "crop_size=128,128", "amp=none", "device=cpu",
+          "workers=0", "threads=1", "eval_interval=150", "checkpoint_interval=50",
+          "log_interval=25", "bn_momentum=0.1"]  # fmt: skip
 
 
 def _texture(rng: np.random.Generator, base: float, contrast: float) -> np.ndarray:
