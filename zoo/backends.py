@@ -39,9 +39,9 @@ TRT_CACHE_ENV = "CPG_ZOO_TRT_CACHE"
 class Backend(Protocol):
     """What `Segmenter` needs from a backend."""
 
-    name: str  # "onnx" or "torch"
+    name: str  # its row in `BACKENDS`: "onnx", "openvino" or "torch"
     device: str  # "cpu" or "cuda" (what is actually used)
-    providers: list[str]  # ONNX Runtime providers in use, or ["torch:<device>"]
+    providers: list[str]  # ORT providers in use, ["OpenVINO:CPU:<hint>"] or ["torch:<device>"]
     pixels: PixelGraphs | None  # uint8 images in, logits/ids/probs out (None: `run` only)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
