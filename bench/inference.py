@@ -142,7 +142,7 @@ def measure(model_dir: Path, size: tuple[int, int], args: argparse.Namespace) ->
 
     times: dict[str, dict[str, list[float]]] = {p: {"model": [], "predict": []} for p in order}
     for path in order:  # warm-up: compiles the graphs each path uses
-        for step in (model, predict, model, predict):
+        for step in (model, predict) * args.warmup:
             step(path)
     for round_index in range(args.rounds):
         start = round_index % len(order)
@@ -249,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", nargs="+", default=["512x1024", "512x512"])
     parser.add_argument("--runs", type=int, default=5, help="timed runs per path and round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs per path and kind")
     parser.add_argument("--limit", type=int, default=8, help="frames for the accuracy figures")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--num-classes", type=int, default=19)
