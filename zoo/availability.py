@@ -17,6 +17,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from zoo.fileio import read_json_object
 from zoo.modelfiles import CONFIG_NAME, ONNX_NAME, WEIGHTS_NAME
@@ -93,7 +94,17 @@ def cached_hub_models() -> list[str]:
     return [registry_ids.get(repo, f"hf-hub:{repo}") for repo in _cached_snapshots()]
 
 
-def _config_facts(model_dir: Path) -> dict[str, object]:
+class _ConfigFacts(TypedDict, total=False):
+    """The `ModelEntry` fields read from a config.json."""
+
+    arch: str
+    dataset: str
+    loss: str
+    num_classes: int
+    input_size: tuple[int, int]
+
+
+def _config_facts(model_dir: Path) -> _ConfigFacts:
     """arch, dataset, loss, classes and input size from a directory's config.json ("?" for
     what it lacks or when it is unreadable: a listing must not fail on one bad file)."""
     try:
@@ -102,7 +113,7 @@ def _config_facts(model_dir: Path) -> dict[str, object]:
         return {}
     loss = data.get("loss")
     size = data.get("input_size")
-    facts: dict[str, object] = {
+    facts: _ConfigFacts = {
         "arch": str(data.get("arch", "?")),
         "dataset": str(data.get("dataset", "?")),
         "loss": str(loss.get("name", "?")) if isinstance(loss, dict) else "?",

@@ -153,7 +153,7 @@ class TorchBackend:
     """A `zoo.models` network with safetensors weights (imports torch on construction)."""
 
     name = "torch"
-    pixels = None  # no in-graph pre/post-processing: `Segmenter` normalises in numpy
+    pixels: PixelGraphs | None = None  # no in-graph processing: `Segmenter` normalises in numpy
 
     def __init__(
         self,

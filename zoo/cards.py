@@ -167,7 +167,8 @@ def _directory_name(model_dir: Path) -> str:
 
 def _results(eval_data: dict[str, Any], classes: list[str]) -> dict[str, Any]:
     """The Results section's values: measured metrics (%), per-class IoU, provenance."""
-    raw = eval_data.get("metrics") if isinstance(eval_data.get("metrics"), dict) else {}
+    raw = eval_data.get("metrics")
+    raw = raw if isinstance(raw, dict) else {}
     metrics = [(METRICS[k][0], percent(v)) for k, v in measured_metrics(eval_data).items()]
     per_class_raw = raw.get("per_class_iou")
     per_class: Rows = []

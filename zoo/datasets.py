@@ -67,9 +67,10 @@ class DatasetInfo:
     def crop_size(self) -> tuple[int, int]:
         """Training crop (height, width): the default inference window of its models."""
         try:
-            return tuple(self.recipe["crop_size"])  # type: ignore[return-value]
+            height, width = self.recipe["crop_size"]
         except KeyError:
             raise ValueError(f"dataset {self.name} has no recipe crop_size") from None
+        return int(height), int(width)
 
 
 def distinct_palette(n: int) -> tuple[Color, ...]:

@@ -100,7 +100,8 @@ def export_rows(export: Any) -> Rows:
         if export.get("opset") is not None:
             text += f", opset {export['opset']}"
         rows.append(("exporter", text))
-    parity = export.get("parity") if isinstance(export.get("parity"), dict) else {}
+    parity = export.get("parity")
+    parity = parity if isinstance(parity, dict) else {}
     labels = {
         "fp32": "fp32 ONNX vs torch",
         "int8": "int8 ONNX vs fp32",
@@ -109,7 +110,8 @@ def export_rows(export: Any) -> Rows:
     for key, label in labels.items():
         if isinstance(parity.get(key), dict):
             rows.append((label, _parity_text(parity[key])))
-    files = export.get("files") if isinstance(export.get("files"), dict) else {}
+    files = export.get("files")
+    files = files if isinstance(files, dict) else {}
     sizes = [
         f"`{name}` {bytes_ / 1e6:.1f} MB"
         for name, record in files.items()
@@ -127,7 +129,8 @@ def export_rows(export: Any) -> Rows:
 
 def _parity_text(figures: dict[str, Any]) -> str:
     """One parity record (fp32 cases, int8 or fp16 figures) as one line."""
-    cases = figures.get("cases") if isinstance(figures.get("cases"), list) else [figures]
+    cases = figures.get("cases")
+    cases = cases if isinstance(cases, list) else [figures]
     found_diffs = [number(c.get("max_abs_diff")) for c in cases if isinstance(c, dict)]
     diffs = [diff for diff in found_diffs if diff is not None]
     parts = []

@@ -125,7 +125,7 @@ def pixel_graph(
         0, helper.make_tensor_value_info(PIXELS_NAME, TensorProto.UINT8, ["N", "H", "W", 3])
     )
     del graph.output[:]
-    dims = ["N", num_classes, "H", "W"] if output != "ids" else ["N", "H", "W"]
+    dims: list[str | int] = ["N", num_classes, "H", "W"] if output != "ids" else ["N", "H", "W"]
     graph.output.append(helper.make_tensor_value_info(result, result_type, dims))
     return model.SerializeToString()
 

@@ -48,6 +48,8 @@ from zoo.segmenter import BatchPredictionError, Segmenter
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR = 0, 1, 2
 PROG = "zoo predict"
+# What a failed load raises for bad input; RuntimeError: ONNX Runtime's load errors.
+LOAD_ERRORS: tuple[type[BaseException], ...] = (*USER_ERRORS, RuntimeError)
 
 
 @dataclass(frozen=True)
@@ -258,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             max_pixels=args.max_pixels or None,
         )
-    except (*USER_ERRORS, RuntimeError) as error:  # RuntimeError: ONNX Runtime's load errors
+    except LOAD_ERRORS as error:
         return fail(PROG, f"cannot load model {args.model!r}: {error_line(error)}", EXIT_ERROR)
     if not args.quiet:
         print(
@@ -326,8 +328,11 @@ def main(argv: list[str] | None = None) -> int:
                 progress.update(1)
 
         def flush(batch: list[tuple[Job, DecodedImage]]) -> None:
+            masks: list[np.ndarray | None]
             try:
-                masks = segmenter.predict([image for _, image in batch], batch_size=args.batch_size)
+                masks = list(
+                    segmenter.predict([image for _, image in batch], batch_size=args.batch_size)
+                )
             except BatchPredictionError as error:  # write the others, report the failed ones
                 masks = error.results
                 for index, failure in error.errors.items():

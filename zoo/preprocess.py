@@ -222,7 +222,7 @@ def normalize(
     batch = np.stack(images) if not isinstance(images, np.ndarray) else images
     if batch.ndim == 3:
         batch = batch[None]
-    out = batch.astype(np.float32) / 255.0
+    out: np.ndarray = batch.astype(np.float32) / np.float32(255.0)
     out = (out - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
@@ -347,7 +347,7 @@ def sliding_windows(
     the window. Shared by `training.evaluate` and `Segmenter`, so both run the same tiles."""
     stride_h, stride_w = stride if stride is not None else slide_stride(window)
     if min(stride_h, stride_w) < 1:
-        raise ValueError(f"sliding-window stride must be positive, got {tuple(stride)}")
+        raise ValueError(f"sliding-window stride must be positive, got {(stride_h, stride_w)}")
     win_h, win_w = min(int(window[0]), height), min(int(window[1]), width)
     return [
         (slice(y, y + win_h), slice(x, x + win_w))

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import numpy as np
 from PIL import Image
@@ -240,8 +240,9 @@ class Segmenter:
             return array if done else finish(array, size)
 
         if not isinstance(image, list | tuple):
+            single = cast(ImageInput, image)  # a str is a Sequence too: one path, not a batch
             ((array, size, error, done),) = self._logits(
-                [image], batch_size, mode, max_side, output, tta
+                [single], batch_size, mode, max_side, output, tta
             )
             if error is not None:
                 raise error

@@ -101,14 +101,17 @@ class HRNetV2OCR(nn.Module):
         super().__init__()
         import timm
 
-        self.backbone = timm.create_model(
+        backbone = timm.create_model(
             "hrnet_w48",
             pretrained=pretrained_backbone,
             features_only=True,
             feature_location="",
             out_indices=(1, 2, 3, 4),
         )
-        self.head = OCRHead(sum(self.backbone.feature_info.channels()), num_classes)
+        self.backbone = backbone
+        feature_info = backbone.feature_info
+        assert isinstance(feature_info, timm.models.FeatureInfo)  # features_only=True gives one
+        self.head = OCRHead(sum(feature_info.channels()), num_classes)
         self.aux_loss = aux_loss
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
