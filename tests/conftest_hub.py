@@ -21,6 +21,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from hub_server import OLAH_ENV, HubServer, find_olah
 
+from tests.helpers_hub import point_hub_client
+
 
 @pytest.fixture(scope="session")
 def hub_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
@@ -46,33 +48,5 @@ def hub_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
 @pytest.fixture
 def hub(hub_server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HubServer:
     """`hub_server`, with huggingface_hub (env and already-imported constants) pointed at it."""
-    from huggingface_hub import constants
-
-    home = tmp_path / "hf-home"
-    env = {
-        "HF_ENDPOINT": hub_server.endpoint,
-        "HF_HOME": str(home),
-        "HF_HUB_CACHE": str(home / "hub"),
-        "HF_HUB_DISABLE_XET": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HUB_OFFLINE": "0",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    for key in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "TRANSFORMERS_OFFLINE"):
-        monkeypatch.delenv(key, raising=False)
-    patches = {
-        "ENDPOINT": hub_server.endpoint,
-        "HUGGINGFACE_CO_URL_TEMPLATE": hub_server.endpoint
-        + "/{repo_id}/resolve/{revision}/{filename}",
-        "HF_HOME": str(home),
-        "HF_HUB_CACHE": str(home / "hub"),
-        "HF_TOKEN_PATH": str(home / "token"),
-        "HF_STORED_TOKENS_PATH": str(home / "stored_tokens"),
-        "HF_HUB_OFFLINE": False,
-        "HF_HUB_DISABLE_XET": True,
-        "HF_HUB_DISABLE_TELEMETRY": True,
-    }
-    for key, value in patches.items():
-        monkeypatch.setattr(constants, key, value, raising=False)
+    point_hub_client(monkeypatch, hub_server.endpoint, tmp_path / "hf-home")
     return hub_server

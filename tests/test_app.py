@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from bench.app_server import app_env, free_port, start_app, stop_app
+from tests.helpers_hub import fake_hub_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "zoo" / "assets" / "examples").glob("*.png"))
@@ -277,21 +278,6 @@ def test_startup_line_is_our_own(client, served: tuple[str, Path]) -> None:
     log = served[1].read_text()
     assert f"Running on {served[0]} (for a public link: python app.py --share)" in log
     assert "share=True" not in log
-
-
-def fake_hub_cache(cache: Path, repo_id: str, files: dict[str, Path]) -> None:
-    """`repo_id` at `main` in a Hub cache folder laid out as huggingface_hub writes it."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    (repo / "blobs").mkdir()
-    for name, source in files.items():
-        blob = repo / "blobs" / f"{name}-blob"
-        shutil.copy(source, blob)
-        (snapshot / name).symlink_to(blob)
 
 
 def test_dropdown_offers_the_models_that_load_now(

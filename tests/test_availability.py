@@ -3,7 +3,6 @@ offline; the built-in model is listed, named in errors and the default of `zoo p
 
 from __future__ import annotations
 
-import shutil
 import socket
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from PIL import Image
 
 import zoo
+from tests.helpers_hub import fake_hub_cache
 from zoo import predict_cli
 from zoo.cli import list_main
 from zoo.registry import HUB_NAMESPACE_ENV
@@ -26,21 +26,6 @@ REGISTRY_IDS = [
     for dataset in ("ade20k", "cityscapes", "cocostuff")
     for loss in ("ce", "cpg")
 ]
-
-
-def fake_hub_cache(cache: Path, repo_id: str, files: dict[str, Path]) -> None:
-    """`repo_id` at `main` in a Hub cache folder laid out as huggingface_hub writes it."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    (repo / "blobs").mkdir()
-    for name, source in files.items():
-        blob = repo / "blobs" / f"{name}-blob"
-        shutil.copy(source, blob)
-        (snapshot / name).symlink_to(blob)
 
 
 @pytest.fixture

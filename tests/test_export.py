@@ -21,6 +21,7 @@ from export.images import load_calibration_set, synthetic_images
 from export.parity import int8_parity
 from export.quantize import ArrayReader
 from tests.helpers_checkpoints import pattern_images, trained_checkpoint
+from tests.helpers_torch import one_torch_thread  # noqa: F401 (autouse fixture)
 from zoo.config import ModelConfig
 from zoo.modelfiles import (
     CONFIG_NAME,
@@ -39,15 +40,6 @@ ARCHS = [
     pytest.param("deeplabv3_r50", marks=pytest.mark.slow),
     pytest.param("hrnetv2_w48_ocr", marks=pytest.mark.slow),
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The CI / shared machines are oversubscribed: 2 torch threads there run 5x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ import pytest
 from helpers_process import run_process
 
 import zoo
+from tests.helpers_torch import one_torch_thread  # noqa: F401 (autouse fixture)
 from zoo.fileio import file_sha256
 from zoo.loading import resolve_model_dir
 from zoo.modelfiles import CARD_NAME, CONFIG_NAME, EVAL_NAME, ONNX_NAME, WEIGHTS_NAME
@@ -40,17 +41,6 @@ def _files(directory: Path) -> dict[str, bytes]:
 
 def _hidden(directory: Path) -> list[str]:
     return sorted(path.name for path in directory.iterdir() if path.name.startswith("."))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Two cores shared by many processes: one torch thread is faster here."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

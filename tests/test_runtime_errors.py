@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import zoo
+from tests.helpers_hub import point_hub_client
 from tests.helpers_modeldir import shared_model_dir
 from zoo.errors import HubUnreachableError, ModelNotAvailableError
 from zoo.hub_cli import push_main
@@ -29,27 +30,8 @@ def _closed_port() -> int:
 @pytest.fixture()
 def dead_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """huggingface_hub pointed at a closed port, with an empty cache and no token."""
-    from huggingface_hub import constants
-
     endpoint = f"http://127.0.0.1:{_closed_port()}"
-    home = tmp_path / "hf-home"
-    monkeypatch.setenv("HF_ENDPOINT", endpoint)
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    for key in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
-        monkeypatch.delenv(key, raising=False)
-    patches = {
-        "ENDPOINT": endpoint,
-        "HUGGINGFACE_CO_URL_TEMPLATE": endpoint + "/{repo_id}/resolve/{revision}/{filename}",
-        "HF_HOME": str(home),
-        "HF_HUB_CACHE": str(home / "hub"),
-        "HF_TOKEN_PATH": str(home / "token"),
-        "HF_STORED_TOKENS_PATH": str(home / "stored_tokens"),
-        "HF_HUB_OFFLINE": False,
-        "HF_HUB_DISABLE_XET": True,
-    }
-    for key, value in patches.items():
-        monkeypatch.setattr(constants, key, value, raising=False)
+    point_hub_client(monkeypatch, endpoint, tmp_path / "hf-home")
     return endpoint
 
 
