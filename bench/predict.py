@@ -148,6 +148,46 @@ def model_only(
     return f"{segmenter.backend_name}/{segmenter.precision}", 1 / times[len(times) // 2]
 
 
+def stage_profile(model: str, frame: Path, runs: int = 5) -> dict[str, float]:
+    """Median ms of each step `zoo predict` takes for one frame on the default path, in this
+    process and one at a time (where the time of a frame goes; the CLI overlaps them)."""
+    import io
+
+    import zoo
+    from zoo import preprocess
+
+    segmenter = zoo.load(model, device="cpu")
+    decoded = preprocess.decode(str(frame), reduce_to=1024)
+    small = preprocess.resize_rgb(decoded.rgb, preprocess.scaled_size(*decoded.size, 1024))
+    batch = preprocess.normalize([small], segmenter.config.mean, segmenter.config.std)
+    logits = segmenter._run([small], "logits")[0]
+    mask = preprocess.argmax_resized(logits, decoded.size)
+
+    def encode() -> bytes:
+        buffer = io.BytesIO()
+        segmenter.mask_image(mask).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    steps = {
+        "decode PNG": lambda: preprocess.decode(str(frame), reduce_to=1024),
+        "downscale to 512x1024": lambda: preprocess.resize_rgb(decoded.rgb, small.shape[:2]),
+        "model alone (backend.run)": lambda: segmenter.backend.run(batch),
+        "uint8 -> logits (graph)": lambda: segmenter._run([small], "logits"),
+        "logits -> full-size mask": lambda: preprocess.argmax_resized(logits, decoded.size),
+        "encode palette PNG": encode,
+    }
+    profile = {}
+    for name, step in steps.items():
+        step()
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+        profile[name] = sorted(times)[runs // 2] * 1e3
+    return profile
+
+
 DEFAULT_LABEL = "default (1024: runs at 512x1024)"
 RUNS = {  # name -> (backend, precision, --max-side value, label)
     "auto:default": ("auto", "auto", None, DEFAULT_LABEL),
@@ -183,6 +223,9 @@ def main() -> None:
     )
     parser.add_argument("--model", default="lraspp_mbv3_synthcity_cpg")
     parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument(
+        "--profile", action="store_true", help="ms per step of one frame, then exit"
+    )
     args = parser.parse_args()
     runs = args.runs.split(",")
     if unknown := sorted(set(runs) - RUNS.keys()):
@@ -194,6 +237,12 @@ def main() -> None:
     source = generate_frames(frames, args.frames, size)
     files = sorted(frames.glob("frame_*.png"))[: args.frames]
     print(f"{len(files)} frames ({source}) in {frames} [{time.perf_counter() - t0:.0f} s]")
+    if args.profile:
+        load = os.getloadavg()[0]
+        for name, ms in stage_profile(args.model, files[0]).items():
+            print(f"| {name} | {ms:.1f} |")
+        print(f"load average {load:.1f} -> {os.getloadavg()[0]:.1f}")
+        return
     model = args.model
 
     # Results accumulate in the workdir, so runs can be made (or repeated) separately.
