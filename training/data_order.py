@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["EpochBatches", "SeededItems", "epoch_batches", "sample_seed"]
+__all__ = ["EpochBatches", "SeededItems", "epoch_batches", "micro_batches", "sample_seed"]
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -86,3 +86,37 @@ class EpochBatches:
 
     def __len__(self) -> int:
         return len(self._batches())
+
+
+def micro_batches(
+    dataset: Dataset,
+    micro_batch: int,
+    batches_per_epoch: int,
+    *,
+    seed: int,
+    workers: int,
+    rank: int,
+    world_size: int,
+    pin_memory: bool,
+    start: int,
+) -> Iterator[Any]:
+    """This rank's micro-batches of `dataset` from global micro-step `start` on, across
+    epochs, forever. One DataLoader serves every epoch, so its workers start once
+    (`persistent_workers`)."""
+    items = SeededItems(dataset)
+    sampler = EpochBatches(len(items), micro_batch, seed, rank, world_size)
+    # Own generator: creating a loader must not draw from the global RNG.
+    generator = torch.Generator().manual_seed(sample_seed(seed, 0, 1 << 40))
+    loader = DataLoader(
+        items,
+        batch_sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=workers > 0,
+        generator=generator,
+    )
+    epoch, skip = divmod(start, batches_per_epoch)
+    while True:
+        sampler.set_epoch(epoch, skip)
+        yield from loader
+        epoch, skip = epoch + 1, 0

@@ -35,6 +35,8 @@ __all__ = [
     "holds_run",
     "read_records",
     "record_line",
+    "start_logging",
+    "trim_records",
 ]
 
 LAST, PREVIOUS, BEST = "last.pt", "last.prev.pt", "best.pt"
@@ -150,3 +152,35 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
             continue
         records.append(record)
     return records
+
+
+def trim_records(path: Path, iteration: int) -> None:
+    """On resume: drop the records of iterations after `iteration` (the checkpoint's) from
+    the metrics log at `path`."""
+    from zoo.fileio import write_text_atomic
+
+    if not path.is_file():
+        return
+    kept = [r for r in read_records(path) if r.get("iteration", 0) <= iteration]
+    write_text_atomic(path, "".join(record_line(record) for record in kept))
+
+
+def start_logging(
+    out_dir: Path, run_info: dict[str, Any], iteration: int, iterations: int, bar: str | None
+) -> tuple[Any, Any]:
+    """Write `run.json`; return a TensorBoard writer on `tb/` (steps after `iteration`
+    purged) and a tqdm bar named `bar` (None: no bar)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from zoo.fileio import write_text_atomic
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "run.json", json.dumps(run_info, indent=2) + "\n")
+    writer = SummaryWriter(str(out_dir / "tb"), purge_step=iteration or None)
+    if bar is None:
+        return writer, None
+    from tqdm import tqdm
+
+    return writer, tqdm(
+        total=iterations, initial=iteration, desc=bar, dynamic_ncols=True, mininterval=2.0
+    )

@@ -23,22 +23,23 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from training.checkpoints import (
     CHECKPOINT_KEYS,
     all_rng_states,
     checkpoint_config,
-    load_checkpoint,
     model_state_dict,
     save_checkpoint,
-    set_rng_state,
 )
-from training.data_order import EpochBatches, SeededItems, sample_seed
+from training.data_order import micro_batches
 from training.distributed import DistInfo, barrier, cleanup, init_distributed
 from training.evaluate import evaluate
 from training.loss_meter import NONFINITE_HINT, LossMeter, Term, as_summable
+from training.model_setup import build_training_model
+from training.recipe_data import build_datasets
 from training.recipes import Recipe
+from training.resume import check_same_run, prepare_out_dir, restore_rng, resume_point
 from training.runs import (
     BEST,
     LAST,
@@ -46,12 +47,10 @@ from training.runs import (
     PREVIOUS,
     ResumePoint,
     append_record,
-    clear_run,
-    find_resume_point,
-    holds_run,
-    read_records,
-    record_line,
+    start_logging,
+    trim_records,
 )
+from training.schedule import poly_warmup_factor
 
 __all__ = [
     "CHECKPOINT_KEYS",
@@ -62,36 +61,6 @@ __all__ = [
     "save_checkpoint",
     "train",
 ]
-
-
-def poly_warmup_factor(iteration: int, recipe: Recipe) -> float:
-    """LR multiplier at `iteration`: linear warm-up from `warmup_ratio`, then poly decay
-    `(1 - it/iterations) ** poly_power` from `lr` down to `min_lr`."""
-    progress = min(iteration, recipe.iterations) / recipe.iterations
-    poly = (1.0 - progress) ** recipe.poly_power
-    factor = (recipe.min_lr + (recipe.lr - recipe.min_lr) * poly) / recipe.lr
-    if iteration < recipe.warmup_iters:
-        ratio = recipe.warmup_ratio
-        factor *= ratio + (1.0 - ratio) * iteration / recipe.warmup_iters
-    return factor
-
-
-def build_datasets(recipe: Recipe, data_root: str | Path) -> tuple[Dataset, Dataset]:
-    """Train split (random scale/crop/flip/jitter) and val split (normalise only) of the data
-    at `data_root`: the recipe's benchmark layout, or a user's own dataset
-    (`training.data.open_dataset`)."""
-    from training.data import open_dataset
-    from training.transforms import eval_transforms, train_transforms
-
-    columns = {"image_column": recipe.image_column, "mask_column": recipe.mask_column}
-    train_set = open_dataset(recipe.dataset, data_root, "train", **columns)
-    val_set = open_dataset(recipe.dataset, data_root, "val", **columns)
-    info = train_set.info
-    train_set.transform = train_transforms(
-        recipe.crop_size, info.mean, info.std, recipe.scale_range, info.ignore_index
-    )
-    val_set.transform = eval_transforms(info.mean, info.std)
-    return train_set, val_set
 
 
 class Trainer:
@@ -129,7 +98,6 @@ class Trainer:
     # -- set-up --------------------------------------------------------------------------
     def _setup(self, dist_info: DistInfo, fresh: bool = True) -> None:
         from training.losses import SegmentationObjective
-        from zoo.models import build_model
 
         r = self.recipe
         if r.threads:
@@ -150,38 +118,10 @@ class Trainer:
             )
         torch.manual_seed(r.seed)  # same initial weights on every rank
         random.seed(r.seed)
-        model = build_model(
-            r.arch,
-            self.info.num_classes,
-            aux_loss=r.aux_loss,
-            pretrained_backbone=r.pretrained_backbone and not r.init,
+        init = (lambda model: self._init_weights(model, dist_info)) if r.init and fresh else None
+        self.module, self.model, self.channels_last = build_training_model(
+            r, self.info.num_classes, dist_info, init
         )
-        if r.init and fresh:  # a resumed run gets its weights from the checkpoint
-            self._init_weights(model, dist_info)
-        if r.bn_momentum > 0:
-            for module in model.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.momentum = r.bn_momentum
-        torch.manual_seed(r.seed + dist_info.rank)  # e.g. dropout differs across ranks
-        if r.sync_bn and dist_info.distributed:
-            if dist_info.device.type == "cuda":
-                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            elif dist_info.is_main:  # torch's SyncBatchNorm runs on GPUs only
-                print("sync_bn: SyncBatchNorm needs CUDA; using per-process BatchNorm on the CPU")
-        model.to(dist_info.device)
-        cuda = dist_info.device.type == "cuda"
-        if cuda:
-            torch.backends.cudnn.benchmark = r.cudnn_benchmark  # fixed crops: autotune once
-        self.channels_last = cuda and r.channels_last
-        if self.channels_last:  # NHWC: tensor-core convolutions without layout transposes
-            model.to(memory_format=torch.channels_last)
-        self.module = model
-        if dist_info.distributed:
-            ids = [dist_info.device.index] if cuda else None
-            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        if r.compile:
-            model = torch.compile(model)
-        self.model = model
         self.objective = SegmentationObjective(
             cpg_lambda=r.cpg_lambda,
             kernel_size=r.cpg_kernel_size,
@@ -204,7 +144,6 @@ class Trainer:
     def _init_weights(self, model: nn.Module, dist_info: DistInfo) -> None:
         """Fine-tuning: the weights of `recipe.init` (see `training.finetune`); the report is
         printed and written to OUT/init.json."""
-        import json
 
         from training.finetune import load_init_weights
         from training.runs import INIT_REPORT
@@ -230,54 +169,13 @@ class Trainer:
             "best_miou": self.best_miou,
         }
 
-    def _resume_point(self, resume: str | Path | bool | None) -> ResumePoint | None:
-        """The checkpoint to resume from: True = OUT/last.pt (or last.prev.pt if last.pt is
-        unreadable; None if the folder has neither), a path = that checkpoint."""
-        if resume is True:
-            return find_resume_point(self.out_dir)
-        if resume:
-            return ResumePoint(Path(resume), load_checkpoint(resume))
-        return None
-
-    def _prepare_out_dir(
-        self, point: ResumePoint | None, resume: bool, overwrite: bool, dist_info: DistInfo
-    ) -> None:
-        """Refuse to mix a new run into a folder holding another (unless `overwrite`: then
-        clear the old run's files first). `resume`: a resume was asked for."""
-        existing = holds_run(self.out_dir)
-        inside = point is not None and point.path.resolve().parent == self.out_dir.resolve()
-        if not existing or inside:
-            return
-        if not overwrite:
-            files = ", ".join(existing)
-            if point is not None:
-                problem = f"holds another run ({files}) than the checkpoint {point.path}:"
-            elif resume:
-                problem = f"holds a run ({files}) but no checkpoint ({LAST}, {PREVIOUS}):"
-            else:
-                problem = f"already holds a run ({files}): continue it with --resume,"
-            raise ValueError(
-                f"{self.out_dir} {problem} start again with --overwrite (deletes those "
-                "files) or choose another --out"
-            )
-        barrier()  # every rank has read its checkpoint
-        if dist_info.is_main:
-            clear_run(self.out_dir)
-            print(f"--overwrite: removed {', '.join(existing)} from {self.out_dir}")
-        barrier()
-
     def _resume(self, point: ResumePoint, dist_info: DistInfo) -> None:
+        """Continue from `point`: the same run's recipe, every state restored."""
         path, checkpoint = point.path, point.checkpoint
         if dist_info.is_main:
             for problem in point.skipped:
                 print(f"warning: {problem}; using {path}", file=sys.stderr)
-        saved = checkpoint["config"]["recipe"]
-        for key in ("arch", "dataset", "batch_size", "crop_size", "grad_accum", "seed"):
-            if saved.get(key) != self.recipe.to_dict()[key]:
-                raise ValueError(
-                    f"cannot resume from {path}: its {key} is {saved.get(key)!r}, "
-                    f"this run's is {self.recipe.to_dict()[key]!r}"
-                )
+        check_same_run(path, checkpoint["config"]["recipe"], self.recipe.to_dict())
         self.module.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
@@ -291,44 +189,9 @@ class Trainer:
                 f"resuming {self.out_dir} at iteration {self.iteration} of "
                 f"{self.recipe.iterations} (from {path.name})"
             )
-        states = checkpoint["rng"]
-        states = [states] if isinstance(states, dict) else states  # single-process format
-        rank, world = dist_info.rank, dist_info.world_size
-        if len(states) == world:
-            set_rng_state(states[rank])
-        else:  # data order and augmentation stay exact; dropout noise does not
-            torch.manual_seed(self.recipe.seed + rank + self.iteration)
-            if rank == 0:
-                print(
-                    f"resume: {path} was written by {len(states)} process(es), this run has "
-                    f"{world}: RNG streams (dropout) are re-seeded, not restored"
-                )
+        restore_rng(checkpoint["rng"], path, dist_info, self.recipe.seed, self.iteration)
 
     # -- data ----------------------------------------------------------------------------
-    def _micro_batches(self, start: int, dist_info: DistInfo) -> Iterator[tuple[Tensor, Tensor]]:
-        """Micro-batches from global micro-step `start` on, across epochs, forever. One
-        DataLoader serves every epoch, so its workers start once (`persistent_workers`)."""
-        r = self.recipe
-        items = SeededItems(self.train_set)
-        sampler = EpochBatches(
-            len(items), self.micro_batch, r.seed, dist_info.rank, dist_info.world_size
-        )
-        # Own generator: creating a loader must not draw from the global RNG.
-        generator = torch.Generator().manual_seed(sample_seed(r.seed, 0, 1 << 40))
-        loader = DataLoader(
-            items,
-            batch_sampler=sampler,
-            num_workers=r.workers,
-            pin_memory=dist_info.device.type == "cuda",
-            persistent_workers=r.workers > 0,
-            generator=generator,
-        )
-        epoch, skip = divmod(start, self.batches_per_epoch)
-        while True:
-            sampler.set_epoch(epoch, skip)
-            yield from loader
-            epoch, skip = epoch + 1, 0
-
     # -- loop ----------------------------------------------------------------------------
     def fit(
         self, resume: str | Path | bool | None = None, overwrite: bool = False
@@ -349,8 +212,8 @@ class Trainer:
     ) -> dict[str, Any]:
         r = self.recipe
         device = dist_info.device
-        point = self._resume_point(resume)  # bad checkpoints and folders fail fast
-        self._prepare_out_dir(point, bool(resume), overwrite, dist_info)
+        point = resume_point(self.out_dir, resume)  # bad checkpoints and folders fail fast
+        prepare_out_dir(self.out_dir, point, bool(resume), overwrite, dist_info)
         self._setup(dist_info, fresh=point is None)
         self.config = checkpoint_config(r, info=self.info)
         if point is not None:
@@ -362,9 +225,19 @@ class Trainer:
                 print(f"{r.name}: already trained ({self.iteration} iterations); nothing to do")
             return {}
         if main and resume:
-            self._trim_log()
+            trim_records(self.out_dir / METRICS, self.iteration)
         writer, bar = self._start_logging(dist_info) if main else (None, None)
-        batches = self._micro_batches(self.iteration * r.grad_accum, dist_info)
+        batches = micro_batches(
+            self.train_set,
+            self.micro_batch,
+            self.batches_per_epoch,
+            seed=r.seed,
+            workers=r.workers,
+            rank=dist_info.rank,
+            world_size=dist_info.world_size,
+            pin_memory=dist_info.device.type == "cuda",
+            start=self.iteration * r.grad_accum,
+        )
         last_eval: dict[str, Any] = {}
         meter = LossMeter(device)
         started = time.perf_counter()
@@ -417,30 +290,17 @@ class Trainer:
 
     def _start_logging(self, dist_info: DistInfo) -> tuple[Any, Any]:
         """Rank 0: `run.json`, a TensorBoard writer and (optionally) a tqdm bar."""
-        from torch.utils.tensorboard import SummaryWriter
-
-        from zoo.fileio import write_text_atomic
-
-        r = self.recipe
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         run_info = {
-            "recipe": r.to_dict(),
+            "recipe": self.recipe.to_dict(),
             "command": self.command,
             "world_size": dist_info.world_size,
             "device": str(dist_info.device),
             "git_commit": self.config["source_commit"],
         }
-        write_text_atomic(self.out_dir / "run.json", json.dumps(run_info, indent=2) + "\n")
-        writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.iteration or None)
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(
-                total=r.iterations, initial=self.iteration, desc=r.name, dynamic_ncols=True,
-                mininterval=2.0,
-            )  # fmt: skip
-        return writer, bar
+        return start_logging(
+            self.out_dir, run_info, self.iteration, self.recipe.iterations,
+            self.recipe.name if self.progress else None,
+        )  # fmt: skip
 
     def _train_step(
         self, batches: Iterator[tuple[Tensor, Tensor]], dist_info: DistInfo, meter: LossMeter
@@ -539,16 +399,6 @@ class Trainer:
             max_images=r.val_max_images,
             workers=min(r.workers, 2),
         )
-
-    def _trim_log(self) -> None:
-        """On resume: drop `metrics.jsonl` records of iterations after the checkpoint's."""
-        from zoo.fileio import write_text_atomic
-
-        path = self.out_dir / METRICS
-        if not path.is_file():
-            return
-        kept = [r for r in read_records(path) if r.get("iteration", 0) <= self.iteration]
-        write_text_atomic(path, "".join(record_line(record) for record in kept))
 
     def _log(self, record: dict[str, Any]) -> None:
         append_record(self.out_dir / METRICS, record)
