@@ -9,6 +9,15 @@ import sys
 
 from export.onnx_export import HEADS
 from zoo.cli_errors import USER_ERRORS, fail
+from zoo.modelfiles import (
+    CARD_NAME,
+    CONFIG_NAME,
+    EVAL_NAME,
+    ONNX_FP16_NAME,
+    ONNX_INT8_NAME,
+    ONNX_NAME,
+    WEIGHTS_NAME,
+)
 
 PROG = "zoo export"
 
@@ -39,14 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Export a training checkpoint (or .safetensors / model directory) to a "
-        "model directory: config.json, model.safetensors, model.onnx [, model.int8.onnx, "
-        "model.fp16.onnx] and the export report in eval.json; config.json records the sha256 of "
-        "each model file. Parity gates fail the export. An existing model directory is replaced "
-        "whole once every gate passed (its other files kept, its README.md card dropped).",
+        f"model directory: {CONFIG_NAME}, {WEIGHTS_NAME}, {ONNX_NAME} [, {ONNX_INT8_NAME}, "
+        f"{ONNX_FP16_NAME}] and the export report in {EVAL_NAME}; {CONFIG_NAME} records the "
+        "sha256 of each model file. Parity gates fail the export. An existing model directory "
+        f"is replaced whole once every gate passed (its other files kept, its {CARD_NAME} card "
+        "dropped).",
     )
     parser.add_argument("checkpoint", help="trainer checkpoint (.pt), .safetensors or model dir")
     parser.add_argument("--out", required=True, help="model directory to write")
-    parser.add_argument("--int8", action="store_true", help="also write model.int8.onnx")
+    parser.add_argument("--int8", action="store_true", help=f"also write {ONNX_INT8_NAME}")
     parser.add_argument("--calib-data", help="folder of images for int8 calibration (recursive)")
     parser.add_argument("--calib-labels", help="label folder mirroring --calib-data (for mIoU)")
     parser.add_argument("--calib-size", type=_size, help="HxW calibration size (default: config)")
@@ -56,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="per-tensor weight scales (faster, less exact)",
     )
-    parser.add_argument("--fp16", action="store_true", help="also write model.fp16.onnx (GPU)")
+    parser.add_argument("--fp16", action="store_true", help=f"also write {ONNX_FP16_NAME} (GPU)")
     parser.add_argument("--head", choices=HEADS, default="logits", help="extra graph output")
     parser.add_argument("--opset", type=int, default=18)
     parser.add_argument(

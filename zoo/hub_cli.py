@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from zoo.cli_errors import fail
+from zoo.modelfiles import ALL_FILES
 
 
 def push_main(argv: list[str]) -> int:
@@ -12,7 +13,7 @@ def push_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="zoo push",
         description="Upload a model directory to a Hugging Face Hub repo (created if needed). "
-        "Only config.json, model.safetensors, the ONNX files, eval.json and README.md go up. "
+        f"Only the model-directory files ({', '.join(ALL_FILES)}) go up. "
         "HF_ENDPOINT selects the server.",
     )
     parser.add_argument("model_dir", help="model directory written by `zoo export`")
