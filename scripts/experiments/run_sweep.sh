@@ -53,8 +53,8 @@ declare -A ARMS=(
   [ce]="lraspp_mbv3_synthcity_ce"
   [ce_equal_compute]="lraspp_mbv3_synthcity_ce iterations=$CE_EQ_ITERS"
 )
-# Order: the informative extremes first (seed 0), then more seeds.
-ORDER=(cpg_l0.25_k3 cpg_l4_k3 cpg_l1_k7 ce_equal_compute cpg_l1_k3 cpg_l1_k3_reference
+# Order: per seed, the equal-compute pair and the informative extremes first, then the rest.
+ORDER=(cpg_l0.25_k3 ce_equal_compute cpg_l1_k3 cpg_l4_k3 cpg_l1_k7 cpg_l1_k3_reference
        cpg_l0.5_k3 cpg_l2_k3 cpg_l1_k5 ce)
 
 for seed in 0 1 2; do
