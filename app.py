@@ -21,7 +21,6 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import argparse
 import logging
 import sys
-import tempfile
 import time
 from importlib.resources import files
 from pathlib import Path
@@ -37,6 +36,7 @@ import zoo
 from zoo.availability import DEFAULT_MODEL, PACKAGED_MODELS_DIR, cached_hub_models, packaged_models
 from zoo.errors import ModelFileError, ModelNotAvailableError
 from zoo.eval_record import describe_model
+from zoo.fileio import write_bytes_atomic
 from zoo.hubname import is_hub_name
 from zoo.model_cache import SegmenterCache
 from zoo.preprocess import pil_to_rgb, resize_rgb, scaled_size
@@ -82,14 +82,7 @@ def save_pil_to_cache_atomically(
             return str(target)
     except OSError:  # absent (or just deleted): write it
         pass
-    fd, staging = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.")
-    os.close(fd)
-    try:
-        Path(staging).write_bytes(data)
-        os.replace(staging, target)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(target, data, fsync=False)  # a cache: atomic for readers is enough
     return str(target)
 
 
