@@ -20,7 +20,6 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse
 import logging
-import sys
 import time
 from importlib.resources import files
 from pathlib import Path
@@ -34,6 +33,7 @@ from PIL import Image, UnidentifiedImageError
 
 import zoo
 from zoo.availability import DEFAULT_MODEL, PACKAGED_MODELS_DIR, cached_hub_models, packaged_models
+from zoo.cli_errors import fail
 from zoo.errors import ModelFileError, ModelNotAvailableError
 from zoo.eval_record import describe_model
 from zoo.fileio import write_bytes_atomic
@@ -405,8 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         segmenter = get_segmenter(args.model, args.backend)
     except gr.Error as error:
-        print(f"zoo demo: cannot load the model: {error.message}", file=sys.stderr)
-        return 2
+        return fail("zoo demo", f"cannot load the model: {error.message}", code=2)
     print(f"model {args.model}: {segmenter!r}")
     demo = build_demo(args.model)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=QUEUE_SIZE)

@@ -58,3 +58,10 @@ def test_export_of_a_damaged_checkpoint(tmp_path: Path, capsys: pytest.CaptureFi
     assert zoo_main(argv) == 1
     assert "bad.pt" in _one_error_line(capsys.readouterr().err, "zoo export")
     assert not (tmp_path / "m").exists()
+
+
+def test_demo_with_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("gradio")
+    assert zoo_main(["demo", "--model", str(tmp_path / "missing"), "--port", "0"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the server log's line
+    assert last.startswith("zoo demo: error: cannot load the model: ") and "missing" in last
