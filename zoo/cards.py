@@ -52,7 +52,6 @@ PIPELINE_TAG = "image-segmentation"
 TASK_NAME = "Semantic Segmentation"
 
 
-
 # -- metadata -------------------------------------------------------------------------------
 def card_data(
     model_id: str, arch: str, dataset: str, loss: str, eval_data: dict[str, Any] | None
