@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -68,15 +67,14 @@ def _ort_vs_torch(model_dir: Path, shape: tuple[int, int, int, int]) -> float:
 @pytest.mark.parametrize("arch", ARCHS)
 def test_export_parity(arch: str, tmp_path: Path) -> None:
     checkpoint = random_checkpoint(arch, tmp_path / "c.pt", aux_loss=has_aux_head(arch))
-    previous_umask = os.umask(0o027)
-    try:
-        out = export_model(checkpoint, tmp_path / "model", shapes=SHAPES)
-    finally:
-        os.umask(previous_umask)
+    out = export_model(checkpoint, tmp_path / "model", shapes=SHAPES)
     assert {p.name for p in out.iterdir()} == {CONFIG_NAME, WEIGHTS_NAME, ONNX_NAME, EVAL_NAME}
-    # the modes `open()` / `mkdir` give under umask 027 (not mkstemp's 0600 / mkdtemp's 0700)
-    assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {0o640}
-    assert out.stat().st_mode & 0o777 == 0o750
+    # the modes `open()` / `mkdir` give in this process (not mkstemp's 0600 / mkdtemp's 0700)
+    (tmp_path / "plain.txt").write_text("")
+    (tmp_path / "plain").mkdir()
+    file_mode = (tmp_path / "plain.txt").stat().st_mode & 0o777
+    assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {file_mode}
+    assert out.stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
     onnx.checker.check_model(str(out / ONNX_NAME), full_check=True)
     graph = onnx.load(str(out / ONNX_NAME)).graph
     dims = [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
