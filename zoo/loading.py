@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from zoo.availability import PACKAGED_MODELS_DIR, list_models, packaged_models
+from zoo.availability import PACKAGED_MODELS_DIR, hub_snapshot, list_models, packaged_models
 from zoo.backends import BACKEND_CHOICES, BACKENDS, PRECISION_CHOICES, Backend, check_device
 from zoo.config import ModelConfig
 from zoo.errors import HubUnreachableError, ModelNotAvailableError
@@ -107,9 +107,8 @@ def load(
 def hub_commit(model_dir: Path) -> str | None:
     """The commit sha of a snapshot folder of the Hub cache (`.../snapshots/<sha>`), the exact
     revision a Hub load resolved to; None for other directories."""
-    sha = model_dir.name
-    is_sha = len(sha) == 40 and all(c in "0123456789abcdef" for c in sha)
-    return sha if is_sha and model_dir.parent.name == "snapshots" else None
+    snapshot = hub_snapshot(model_dir)
+    return snapshot[1] if snapshot else None
 
 
 def resolve_model_dir(

@@ -51,6 +51,7 @@ def make_item(
         return image_t, mask_t
     return transform(image_t, mask_t)
 
+
 class SegmentationDataset(Dataset):
     """(image, mask) pairs of one split; raw labels are converted on the fly.
 
@@ -141,8 +142,6 @@ class FolderDataset(Dataset):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.root)!r}, {self.split!r}, {len(self)} samples)"
-
-
 
 
 def open_dataset(
