@@ -134,3 +134,12 @@ def test_cpg_and_boundary_metrics_for_two_classes() -> None:
     metrics_shifted.update(shifted, target)
     assert metrics.compute()["mBF"] == 1.0
     assert metrics_shifted.compute()["mBF"] == 0.0
+
+
+def test_iterations_override_rescales_what_derives_from_it(tmp_path: Path, capsys) -> None:
+    data = make_folder_dataset(tmp_path / "d", n_train=24, n_val=2, size=(64, 64))
+    argv = ["--arch", "lraspp_mbv3", "--data-root", str(data), "--print-recipe", "iterations=150"]
+    assert train_main(argv) == 0
+    recipe = json.loads(capsys.readouterr().out)
+    assert recipe["iterations"] == 150 and recipe["warmup_iters"] == 15
+    assert recipe["eval_interval"] == 30 and recipe["checkpoint_interval"] == 30

@@ -120,7 +120,10 @@ def _base_recipe(args: argparse.Namespace, main_rank: bool) -> Recipe:
         parse_value("mask_column", columns.get("mask_column", "annotation")),
         verbose=main_rank and not args.print_recipe,
     )
-    return custom_recipe(args.arch, args.loss, name, images, sizes)
+    # an iterations= override also sets what derives from it (warm-up, intervals)
+    given = [o for o in args.overrides if o.startswith("iterations=")]
+    iterations = parse_value("iterations", given[-1].split("=", 1)[1]) if given else None
+    return custom_recipe(args.arch, args.loss, name, images, sizes, iterations)
 
 
 def _describe_data(

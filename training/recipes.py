@@ -357,15 +357,22 @@ def custom_crop(sizes: list[tuple[int, int]]) -> tuple[int, int]:
 
 
 def custom_recipe(
-    arch: str, loss: str, dataset_name: str, train_images: int, sizes: list[tuple[int, int]]
+    arch: str,
+    loss: str,
+    dataset_name: str,
+    train_images: int,
+    sizes: list[tuple[int, int]],
+    iterations: int | None = None,
 ) -> Recipe:
     """The recipe for `arch` on a user's dataset of `train_images` images of `sizes`:
-    crop from the data, iterations from its size (`CUSTOM_EPOCHS` passes), evaluation and
-    checkpoints five times per run. Override any field with key=value."""
+    crop from the data, iterations from its size (`CUSTOM_EPOCHS` passes) unless given,
+    warm-up, evaluation, checkpoint and log intervals from the iterations. Override any field
+    with key=value."""
     lookup(ARCHITECTURES, arch, "arch")
     lookup(LOSSES, loss, "loss")
-    iterations = -(-CUSTOM_EPOCHS * train_images // CUSTOM_BATCH)
-    iterations = min(max(iterations, CUSTOM_ITERATIONS[0]), CUSTOM_ITERATIONS[1])
+    if iterations is None:
+        iterations = -(-CUSTOM_EPOCHS * train_images // CUSTOM_BATCH)
+        iterations = min(max(iterations, CUSTOM_ITERATIONS[0]), CUSTOM_ITERATIONS[1])
     every = max(1, iterations // 5)
     values: dict[str, Any] = dict(
         crop_size=custom_crop(sizes), batch_size=CUSTOM_BATCH, iterations=iterations,
