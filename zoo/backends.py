@@ -184,7 +184,8 @@ class TorchBackend:
         if precision == "fp16" and not device.startswith("cuda"):
             raise ValueError("precision='fp16' with backend='torch' needs a CUDA device")
         self.torch = torch
-        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+        self.dtype = dtypes[precision]
         self.device = "cuda" if device.startswith("cuda") else "cpu"
         self._torch_device = torch.device(device)
         self.providers = [f"torch:{device}"]
@@ -420,7 +421,7 @@ BACKENDS: dict[str, BackendRow] = {
             "PyTorch eager",
             "torch",
             "torch",
-            {"fp32": WEIGHTS_NAME, "fp16": WEIGHTS_NAME},
+            {"fp32": WEIGHTS_NAME, "fp16": WEIGHTS_NAME, "bf16": WEIGHTS_NAME},
             ("cpu", "cuda"),
             _load_torch,
         ),

@@ -90,7 +90,7 @@ def _unusable(model_dir: Path, backend: str, precision: str) -> str | None:
         return f"{backend}/{precision}: {row.module} not installed ({row.install_hint()})"
     if not (model_dir / row.files[precision]).is_file():
         return f"{backend}/{precision}: no {row.files[precision]}"
-    if precision == "bf16" and "BF16" not in openvino_capabilities():
+    if backend == "openvino" and precision == "bf16" and "BF16" not in openvino_capabilities():
         return f"{backend}/{precision}: OpenVINO reports no BF16 support on this CPU"
     return None
 
