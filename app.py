@@ -33,6 +33,8 @@ from PIL import Image, UnidentifiedImageError
 
 import zoo
 from zoo.availability import DEFAULT_MODEL, PACKAGED_MODELS_DIR, cached_hub_models, packaged_models
+from zoo.backends import BACKENDS as BACKEND_TABLE
+from zoo.backends import PRECISION_CHOICES
 from zoo.cli_errors import fail
 from zoo.errors import ModelFileError, ModelNotAvailableError
 from zoo.eval_record import describe_model
@@ -45,7 +47,10 @@ from zoo.registry import MODELS as REGISTRY
 ASSETS = Path(str(files("zoo"))) / "assets"
 MODELS_DIR = PACKAGED_MODELS_DIR
 EXAMPLES_DIR = ASSETS / "examples"
-BACKENDS = ("onnx", "torch")
+# "auto": the fastest path that passes its accuracy gate (zoo.load's default), then each row
+# of the backend table
+BACKENDS = ("auto", *BACKEND_TABLE)
+PRECISION = "auto"  # precision of every load (`zoo demo --precision`; bf16/fp16 on a GPU)
 MAX_SIDE = 2048  # longer inputs are downscaled (with a note) before segmentation
 MAX_PIXELS = 50_000_000  # refuse decoding anything larger (decompression bombs)
 MAX_FILE_SIZE = "20mb"
@@ -107,7 +112,7 @@ def model_source(name: str) -> str | Path:
 
 
 def _load_for_demo(name: str, backend: str) -> zoo.Segmenter:
-    return zoo.load(model_source(name), backend=backend)
+    return zoo.load(model_source(name), backend=backend, precision=PRECISION)
 
 
 MODELS = SegmenterCache(MODEL_CACHE_SIZE, _load_for_demo)
@@ -318,7 +323,7 @@ def build_demo(default_model: str = DEFAULT_MODEL) -> gr.Blocks:
                     allow_custom_value=True,
                 )
                 with gr.Row():
-                    backend = gr.Radio(list(BACKENDS), value="onnx", label="Backend")
+                    backend = gr.Radio(list(BACKENDS), value="auto", label="Backend")
                     opacity = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Mask opacity")
                 status = gr.Markdown("Loading the model ...", label="Status", elem_id="status")
                 run = gr.Button("Segment", variant="primary", elem_id="segment")
@@ -387,7 +392,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_MODEL,
         help=f"default model: registry id, hf-hub:org/repo or model directory ({DEFAULT_MODEL})",
     )
-    parser.add_argument("--backend", choices=BACKENDS, default="onnx", help="to preload")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="to preload")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISION_CHOICES,
+        default="auto",
+        help="of every model loaded (auto: gated choice; fp16/bf16 with --backend torch on a GPU)",
+    )
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     parser.add_argument("--share", action="store_true", help="public gradio.live link (off)")
     return parser.parse_args(argv)
@@ -396,6 +407,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Load the default model, then serve the demo until interrupted; returns an exit code."""
     args = parse_args(argv)
+    global PRECISION
+    PRECISION = args.precision
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
     logger.addHandler(handler)

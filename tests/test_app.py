@@ -481,3 +481,15 @@ def test_concurrent_identical_requests_all_get_the_mask(
     assert len(answers) == 12
     for index, data in enumerate(answers):
         assert np.array_equal(read_mask_png(data, f"answer {index}"), ids), f"answer {index}"
+
+
+def test_demo_backends_come_from_the_table_and_precision_is_passed(monkeypatch) -> None:
+    import torch
+
+    import app
+    from zoo.backends import BACKENDS as TABLE
+
+    assert ("auto", *TABLE) == app.BACKENDS and app.parse_args([]).backend == "auto"
+    monkeypatch.setattr(app, "PRECISION", "bf16")
+    segmenter = app._load_for_demo(app.DEFAULT_MODEL, "torch")
+    assert segmenter.backend.dtype == torch.bfloat16
