@@ -61,6 +61,7 @@ def test_fine_tune_export_load_predict(tmp_path: Path, monkeypatch, capsys) -> N
     assert train_main(argv) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "train: 4 images" in out and "re-initialised 4 tensors" in out
+    assert "recipe lraspp_mbv3_cracks_cpg from the data: crop 64x96, 2 iterations" in out
     source = load_file(str(PACKAGED_MODELS_DIR / BUILT_IN / "model.safetensors"))
     assert all(torch.equal(first_step[k], source[k]) for k in first_step if not k.startswith(HEAD))
     assert not torch.equal(first_step[HEAD[0] + "weight"][:3], source[HEAD[0] + "weight"][:3])

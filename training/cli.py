@@ -123,7 +123,15 @@ def _base_recipe(args: argparse.Namespace, main_rank: bool) -> Recipe:
     # an iterations= override also sets what derives from it (warm-up, intervals)
     given = [o for o in args.overrides if o.startswith("iterations=")]
     iterations = parse_value("iterations", given[-1].split("=", 1)[1]) if given else None
-    return custom_recipe(args.arch, args.loss, name, images, sizes, iterations)
+    recipe = custom_recipe(args.arch, args.loss, name, images, sizes, iterations)
+    if main_rank and not args.print_recipe:
+        height, width = recipe.crop_size
+        print(
+            f"recipe {recipe.name} from the data: crop {height}x{width}, {recipe.iterations} "
+            f"iterations of batch {recipe.batch_size}, lr {recipe.lr}, warm-up "
+            f"{recipe.warmup_iters} (before key=value overrides; --print-recipe shows all)"
+        )
+    return recipe
 
 
 def _describe_data(
