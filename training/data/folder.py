@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from training.data.files import describe_missing
+from training.data.io import open_image_file
 from training.data.layouts import DatasetFileError, DatasetLayoutError
 from zoo import preprocess
 from zoo.datasets import IGNORE_INDEX, DatasetInfo, distinct_palette
@@ -191,18 +192,9 @@ def find_pairs(root: str | Path, split: str) -> list[Pair]:
     return [Pair(name, images[name], masks[name]) for name in sorted(images)]
 
 
-def _open(path: Path) -> Image.Image:
-    try:
-        image = Image.open(path)
-        image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DatasetFileError(f"cannot read mask {path}: {error}") from None
-    return image
-
-
 def read_mask(path: str | Path, spec: FolderSpec) -> np.ndarray:
     """A mask file as int64 class ids (H, W), `spec.info.ignore_index` for ignored pixels."""
-    return mask_to_ids(_open(Path(path)), spec, str(path))
+    return mask_to_ids(open_image_file(Path(path), "mask"), spec, str(path))
 
 
 def mask_to_ids(image: Image.Image, spec: FolderSpec, path: str) -> np.ndarray:

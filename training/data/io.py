@@ -13,7 +13,8 @@ from zoo import preprocess
 from zoo.fileio import write_bytes_atomic
 
 
-def _open(path: Path, kind: str) -> Image.Image:
+def open_image_file(path: Path, kind: str) -> Image.Image:
+    """`Image.open` + `load` of a dataset file; DatasetFileError naming the `kind` and file."""
     try:
         image = Image.open(path)
         image.load()
@@ -33,7 +34,7 @@ def read_image(path: str | Path) -> np.ndarray:
 
 def read_label(path: str | Path) -> np.ndarray:
     """A single-channel label file (PIL mode L or P) as a uint8 array (H, W)."""
-    image = _open(Path(path), "label")
+    image = open_image_file(Path(path), "label")
     if image.mode not in ("L", "P"):
         hint = " (a colour visualisation?)" if image.mode in ("RGB", "RGBA") else ""
         raise DatasetFileError(
