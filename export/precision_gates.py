@@ -37,12 +37,15 @@ from zoo.selection import AGREEMENT_KEY, GATES
 
 
 def reduced_paths(model_dir: Path) -> list[tuple[str, str]]:
-    """(backend, precision) of every installed CPU path below fp32 whose file is present
-    (bf16 only where OpenVINO reports BF16)."""
+    """(backend, precision) of every installed CPU path below fp32 that serves an exported
+    ONNX file present in `model_dir` (bf16 only where OpenVINO reports BF16). Torch's bf16,
+    an explicit opt-in on the training framework, gets no gate figure."""
     paths = []
     for name, row in BACKENDS.items():
         for precision, file_name in row.files.items():
             if precision not in ("bf16", "int8") or not row.installed():
+                continue
+            if not file_name.endswith(".onnx"):
                 continue
             if not (model_dir / file_name).is_file():
                 continue
