@@ -101,7 +101,7 @@ def _resumed_recipe(
 def _base_recipe(args: argparse.Namespace, main_rank: bool) -> Recipe:
     """The named recipe, or with --arch the recipe for the user's dataset at --data-root
     (checked whole first: every image and mask is read)."""
-    from training.recipes import custom_recipe, get_recipe, parse_value
+    from training.recipes import custom_recipe, get_recipe, parse_value, split_overrides
 
     if args.arch is None:
         if args.recipe is None:
@@ -113,16 +113,15 @@ def _base_recipe(args: argparse.Namespace, main_rank: bool) -> Recipe:
         args.overrides.insert(0, args.recipe)  # an override taken for the recipe name
     if args.data_root is None:
         raise ValueError("--arch trains on your own data: give --data-root")
-    columns = {k: v for k, v in (o.split("=", 1) for o in args.overrides) if k.endswith("_column")}
+    given = split_overrides(args.overrides)
     name, images, sizes = _describe_data(
         args.data_root,
-        parse_value("image_column", columns.get("image_column", "image")),
-        parse_value("mask_column", columns.get("mask_column", "annotation")),
+        parse_value("image_column", given.get("image_column", "image")),
+        parse_value("mask_column", given.get("mask_column", "annotation")),
         verbose=main_rank and not args.print_recipe,
     )
     # an iterations= override also sets what derives from it (warm-up, intervals)
-    given = [o for o in args.overrides if o.startswith("iterations=")]
-    iterations = parse_value("iterations", given[-1].split("=", 1)[1]) if given else None
+    iterations = parse_value("iterations", given["iterations"]) if "iterations" in given else None
     recipe = custom_recipe(args.arch, args.loss, name, images, sizes, iterations)
     if main_rank and not args.print_recipe:
         height, width = recipe.crop_size

@@ -86,7 +86,8 @@ def load_init_weights(model: nn.Module, init: str, arch: str, num_classes: int) 
     replace_head = source_classes != num_classes
     report = InitReport(init, str(source_arch), int(source_classes or 0))
     chosen: dict[str, Tensor] = {}
-    for name, tensor in model.state_dict().items():
+    own = model.state_dict()
+    for name, tensor in own.items():
         if (replace_head and name.startswith(class_layers)) or name not in source:
             report.reinitialised.append(name)
         elif source[name].shape != tensor.shape:
@@ -97,7 +98,6 @@ def load_init_weights(model: nn.Module, init: str, arch: str, num_classes: int) 
         else:
             chosen[name] = source[name]
             report.kept.append(name)
-    own = model.state_dict().keys()
     report.unused = sorted(name for name in source if name not in own)
     model.load_state_dict(chosen, strict=False)
     return report

@@ -272,17 +272,22 @@ def parse_value(key: str, text: str) -> Any:
     return _parse_scalar(kind, text, key)
 
 
+def split_overrides(overrides: list[str]) -> dict[str, str]:
+    """`["key=value", ...]` -> {key: value text} (the last one of a key wins); ValueError for
+    an item without "="."""
+    items: dict[str, str] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not of the form key=value")
+        key, value = item.split("=", 1)
+        items[key.strip()] = value
+    return items
+
+
 def apply_overrides(recipe: Recipe, overrides: list[str] | dict[str, Any]) -> Recipe:
     """A copy of `recipe` with `key=value` overrides applied, type-checked and validated."""
-    if isinstance(overrides, dict):
-        items = [(k, v) for k, v in overrides.items()]
-    else:
-        items = []
-        for item in overrides:
-            if "=" not in item:
-                raise ValueError(f"override {item!r} is not of the form key=value")
-            key, value = item.split("=", 1)
-            items.append((key.strip(), value))
+    given = overrides if isinstance(overrides, dict) else split_overrides(overrides)
+    items = list(given.items())
     valid = [f.name for f in fields(Recipe)]
     changes: dict[str, Any] = {}
     for key, value in items:
