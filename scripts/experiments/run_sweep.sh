@@ -2,7 +2,7 @@
 # CPG settings sweep on SynthCity (docs/experiments.md, "Which CPG settings help"): lambda,
 # kernel size, ignore mode, and CE at equal compute, 3 seeds each, one run at a time.
 #
-# Usage: scripts/experiments/run_sweep.sh [RUNS_DIR] [DATA_DIR]
+# Usage: [SEEDS="0 1 2"] scripts/experiments/run_sweep.sh [RUNS_DIR] [DATA_DIR]
 #   defaults: /work/runs/sweep and /work/runs/data/synthcity (both outside git).
 # Resume-safe: a run whose eval.json exists is skipped; a killed run resumes from last.pt.
 # Runs at nice 19 on one thread (OMP_NUM_THREADS=1 threads=1 workers=0), so other work on a
@@ -39,6 +39,8 @@ if [ ! -f "$RUNS/budget.json" ]; then
   nice -n 19 python scripts/experiments/step_cost.py --data-root "$DATA" --out "$RUNS/budget.json"
 fi
 CE_EQ_ITERS=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['ce_equal_compute_iterations'])" "$RUNS/budget.json")
+# CE at the budget of the most expensive CPG arm (k = 7): 600 x its cost ratio to CE.
+CE_EQ_K7_ITERS=$(python -c "import json,sys; b=json.load(open(sys.argv[1])); print(round(b['iterations'] * b['ratio_to_ce']['cpg_k7']))" "$RUNS/budget.json")
 
 # arm name -> "recipe overrides..." (the recipe name first)
 declare -A ARMS=(
@@ -52,12 +54,14 @@ declare -A ARMS=(
   [cpg_l1_k3_reference]="lraspp_mbv3_synthcity_cpg cpg_ignore_mode=reference"
   [ce]="lraspp_mbv3_synthcity_ce"
   [ce_equal_compute]="lraspp_mbv3_synthcity_ce iterations=$CE_EQ_ITERS"
+  [ce_equal_compute_k7]="lraspp_mbv3_synthcity_ce iterations=$CE_EQ_K7_ITERS"
 )
 # Order: per seed, the equal-compute pair and the informative extremes first, then the rest.
 ORDER=(cpg_l0.25_k3 ce_equal_compute cpg_l1_k3 cpg_l4_k3 cpg_l1_k7 cpg_l1_k3_reference
-       cpg_l0.5_k3 cpg_l2_k3 cpg_l1_k5 ce)
+       cpg_l0.5_k3 cpg_l2_k3 cpg_l1_k5 ce ce_equal_compute_k7)
 
-for seed in 0 1 2; do
+# SEEDS="1" and SEEDS="2" in two processes split the work between two workers.
+for seed in ${SEEDS:-0 1 2}; do
   for arm in "${ORDER[@]}"; do
     out="$RUNS/${arm}_seed${seed}"
     [ -f "$out/eval.json" ] && continue
