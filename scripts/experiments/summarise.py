@@ -23,6 +23,7 @@ from typing import Any
 ARMS: dict[str, tuple[str, float, int, str]] = {
     "ce": ("CE, 600 it", 0.0, 0, ""),
     "ce_equal_compute": ("CE, equal compute", 0.0, 0, ""),
+    "ce_equal_compute_k7": ("CE, k = 7 budget", 0.0, 0, ""),
     "cpg_l0.25_k3": ("CPG λ=0.25 k=3", 0.25, 3, "exclude"),
     "cpg_l0.5_k3": ("CPG λ=0.5 k=3", 0.5, 3, "exclude"),
     "cpg_l1_k3": ("CPG λ=1 k=3", 1.0, 3, "exclude"),
@@ -34,6 +35,12 @@ ARMS: dict[str, tuple[str, float, int, str]] = {
 }
 TOLERANCES = ("1", "3", "5", "cheng")
 BASELINE = "ce_equal_compute"
+# (baseline, arms compared with it): CE at the budget of CPG k = 3 against every arm, and CE
+# at the budget of CPG k = 7 against that arm.
+PAIRINGS: tuple[tuple[str, tuple[str, ...] | None], ...] = (
+    (BASELINE, None),
+    ("ce_equal_compute_k7", ("cpg_l1_k7",)),
+)
 
 
 def load_runs(runs_dir: Path) -> list[dict[str, Any]]:
@@ -55,11 +62,12 @@ def value(run: dict[str, Any], metric: str, tolerance: str = "3") -> float:
     return 100 * run["boundary"][tolerance][metric]
 
 
-def spread(values: list[float]) -> str:
+def spread(values: list[float], signed: bool = False) -> str:
     """`mean ± sample sd` (just the value for one run)."""
+    sign = "+" if signed else ""
     if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+        return f"{values[0]:{sign}.2f}"
+    return f"{statistics.mean(values):{sign}.2f} ± {statistics.stdev(values):.2f}"
 
 
 def by_arm(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -98,29 +106,30 @@ def tables(runs: list[dict[str, Any]]) -> str:
             for t in TOLERANCES
         ]
         lines.append(f"| {ARMS[arm][0]} | " + " | ".join(cells) + " |")
-    baseline = {r["seed"]: r for r in groups.get(BASELINE, [])}
-    if baseline:
-        lines += [
-            "",
-            f"Paired by seed: arm minus {ARMS[BASELINE][0]} (points of %; seeds where both "
-            "finished):",
-            "",
-            "| arm | seeds | mIoU | mBF @ 1 px | mBF @ 3 px | mBF @ 5 px | mBIoU @ 3 px "
-            "| mBIoU Cheng |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        columns = [("mIoU", "3"), ("mBF", "1"), ("mBF", "3"), ("mBF", "5"), ("mBIoU", "3"),
-                   ("mBIoU", "cheng")]  # fmt: skip
+    columns = [("mIoU", "3"), ("mBF", "1"), ("mBF", "3"), ("mBF", "5"), ("mBIoU", "3"),
+               ("mBIoU", "cheng")]  # fmt: skip
+    for reference, compared in PAIRINGS:
+        baseline = {r["seed"]: r for r in groups.get(reference, [])}
+        rows = []
         for arm, group in groups.items():
             pairs = [(r, baseline[r["seed"]]) for r in group if r["seed"] in baseline]
-            if arm == BASELINE or not pairs:
+            if not pairs or arm.startswith("ce") or (compared and arm not in compared):
                 continue
-            cells = [
-                " / ".join(f"{value(a, m, t) - value(b, m, t):+.2f}" for a, b in pairs)
-                for m, t in columns
-            ]
+            cells = [spread([value(a, m, t) - value(b, m, t) for a, b in pairs], signed=True)
+                     for m, t in columns]  # fmt: skip
             seeds = ", ".join(str(a["seed"]) for a, _ in pairs)
-            lines.append(f"| {ARMS[arm][0]} | {seeds} | " + " | ".join(cells) + " |")
+            rows.append(f"| {ARMS[arm][0]} | {seeds} | " + " | ".join(cells) + " |")
+        if rows:
+            lines += [
+                "",
+                f"Paired by seed: arm minus {ARMS[reference][0]} (points of %, mean ± sample "
+                "standard deviation of the per-seed differences; seeds where both finished):",
+                "",
+                "| arm | seeds | mIoU | mBF @ 1 px | mBF @ 3 px | mBF @ 5 px | mBIoU @ 3 px "
+                "| mBIoU Cheng |",
+                "|---|---|---|---|---|---|---|---|",
+                *rows,
+            ]
     lines += [
         "",
         "Every run (%; s/it = training wall-clock / iterations, on a shared machine):",
@@ -149,7 +158,11 @@ def plot_sweep(runs: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), sharey="row")
-    ce_styles = {"ce": ("grey", ":"), "ce_equal_compute": ("black", "--")}
+    ce_styles = {
+        "ce": ("grey", ":"),
+        "ce_equal_compute": ("black", "--"),
+        "ce_equal_compute_k7": ("tab:red", "-."),
+    }
     for row, metric in enumerate(("mIoU", "mBF")):
         for col, (axis_name, pick) in enumerate(
             (
