@@ -186,7 +186,7 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    from zoo.backends import openvino_capabilities
+    from zoo.backend_openvino import openvino_capabilities
 
     return {
         "nproc": os.cpu_count(),

@@ -28,7 +28,8 @@ from PIL import Image
 
 from export.images import find_images, load_calibration_set
 from export.parity import mean_iou
-from zoo.backends import BACKENDS, openvino_capabilities
+from zoo.backend_openvino import openvino_capabilities
+from zoo.backends import BACKENDS
 from zoo.config import ModelConfig
 from zoo.fileio import read_json_object, write_text_atomic
 from zoo.modelfiles import EVAL_NAME

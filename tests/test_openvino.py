@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from zoo import preprocess
-from zoo.backends import OnnxBackend, OpenVinoBackend, openvino_capabilities
+from zoo.backend_onnx import OnnxBackend
+from zoo.backend_openvino import OpenVinoBackend, openvino_capabilities
 from zoo.errors import ModelFileError
 from zoo.loading import PACKAGED_MODELS_DIR
 

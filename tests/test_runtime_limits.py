@@ -13,9 +13,10 @@ from PIL import Image, ImageFile
 import zoo
 from tests.helpers_modeldir import shared_model_dir, smooth_image
 from zoo import preprocess
+from zoo.errors import BatchPredictionError
 from zoo.predict_cli import main as predict_main
 from zoo.preprocess import MAX_IMAGE_PIXELS, ImageTooLargeError
-from zoo.segmenter import BatchPredictionError, Segmenter
+from zoo.segmenter import Segmenter
 
 
 @pytest.fixture(scope="module")

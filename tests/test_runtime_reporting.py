@@ -11,8 +11,9 @@ from PIL import Image
 
 import zoo
 from tests.helpers_modeldir import shared_model_dir, smooth_image
+from zoo.errors import BatchPredictionError
 from zoo.predict_cli import main as predict_main
-from zoo.segmenter import BatchPredictionError, Segmenter
+from zoo.segmenter import Segmenter
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,13 @@ from PIL import Image
 import zoo
 from export.precision_gates import main as gates_main
 from export.precision_gates import measure_agreement, reduced_paths
-from zoo import backends, selection
+from zoo import backend_openvino, backends, selection
 from zoo.loading import PACKAGED_MODELS_DIR
 from zoo.modeldir import record_files, verify_files
 
 BUILTIN = PACKAGED_MODELS_DIR / "lraspp_mbv3_synthcity_cpg"
 EXAMPLES = sorted((PACKAGED_MODELS_DIR.parent / "examples").glob("*.png"))
-HAS_BF16 = "BF16" in backends.openvino_capabilities()
+HAS_BF16 = "BF16" in backend_openvino.openvino_capabilities()
 
 
 @pytest.fixture

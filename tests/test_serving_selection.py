@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import zoo
-from zoo import backends, selection
+from zoo import backend_openvino, backends, selection
 from zoo.errors import ModelNotAvailableError
 from zoo.loading import PACKAGED_MODELS_DIR
 from zoo.modeldir import record_files
@@ -109,7 +109,7 @@ def test_export_parity_counts_for_onnx_runtime_int8(model_dir: Path) -> None:
 
 def test_bf16_names_its_backend_and_other_backends_refuse_it(model_dir: Path) -> None:
     pytest.importorskip("openvino")
-    if "BF16" not in backends.openvino_capabilities():
+    if "BF16" not in backend_openvino.openvino_capabilities():
         pytest.skip("this CPU has no bf16")
     assert zoo.load(model_dir, precision="bf16").backend_name == "openvino"
     with pytest.raises(ValueError, match="backend='onnx' has no precision 'bf16'"):

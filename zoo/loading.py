@@ -12,15 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from zoo.availability import PACKAGED_MODELS_DIR, hub_snapshot, list_models, packaged_models
-from zoo.backends import BACKEND_CHOICES, BACKENDS, PRECISION_CHOICES, Backend, check_device
+from zoo.backends import BACKEND_CHOICES, BACKENDS, PRECISION_CHOICES, Backend, LoadRequest
 from zoo.config import ModelConfig
+from zoo.devices import check_device
 from zoo.errors import HubUnreachableError, ModelNotAvailableError
 from zoo.hubname import is_hub_name, parse_hub_name
 from zoo.modeldir import interrupted_replacement, verify_files
 from zoo.modelfiles import CONFIG_NAME
+from zoo.predict_options import AUTO, Auto
 from zoo.preprocess import MAX_IMAGE_PIXELS
 from zoo.registry import MODELS
-from zoo.segmenter import AUTO, Segmenter, _Auto
+from zoo.segmenter import Segmenter
 from zoo.selection import choose
 
 ONNX_FILES = BACKENDS["onnx"].files
@@ -34,7 +36,7 @@ def load(
     precision: str = "auto",
     *,
     mode: str = "whole",
-    max_side: int | _Auto | None = AUTO,
+    max_side: int | Auto | None = AUTO,
     batch_size: int = 1,
     providers: list[Any] | None = None,
     num_threads: int | None = None,
@@ -218,7 +220,7 @@ def _build_backend(
             f"(precisions available: {', '.join(have) or 'none'}; files present: "
             f"{_listing(model_dir)}). {advice} the model with that precision."
         )
-    return row.loader(path, config, device, precision, providers, num_threads)
+    return row.loader(LoadRequest(path, config, device, precision, providers, num_threads))
 
 
 def _listing(model_dir: Path) -> str:

@@ -36,6 +36,7 @@ from tqdm import tqdm
 from zoo.availability import DEFAULT_MODEL
 from zoo.backends import BACKEND_CHOICES, PRECISION_CHOICES
 from zoo.cli_errors import USER_ERRORS, error_line, fail
+from zoo.errors import BatchPredictionError
 from zoo.fileio import write_bytes_atomic
 from zoo.preprocess import (
     IMAGE_EXTENSIONS,
@@ -44,7 +45,7 @@ from zoo.preprocess import (
     open_image,
     scaled_size,
 )
-from zoo.segmenter import BatchPredictionError, Segmenter
+from zoo.segmenter import Segmenter
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_ERROR = 0, 1, 2
 PROG = "zoo predict"
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(PROG, "nothing to do (no input images)", EXIT_ERROR)
 
     from zoo.loading import load
-    from zoo.segmenter import AUTO
+    from zoo.predict_options import AUTO
 
     try:
         segmenter = load(

@@ -5,8 +5,8 @@ model has at most 255 classes (ids 0..254, so 255 stays free for "ignore"), else
 
 Resize policy (`mode`, `max_side`):
 - `mode="whole"` (default): the whole image in one pass; when its longer side exceeds
-  `max_side` (default `DEFAULT_MAX_SIDE` = 1024) it is downscaled first and the logits are
-  upsampled back bilinearly. `max_side=None` (or 0) runs at full resolution.
+  `max_side` (default `zoo.predict_options.DEFAULT_MAX_SIDE` = 1024) it is downscaled first
+  and the logits are upsampled back bilinearly. `max_side=None` (or 0) runs at full resolution.
 - `mode="slide"`: windows of the config's `input_size` (e.g. 512x1024 for Cityscapes) with
   1/3 overlap, logits averaged over overlaps; full resolution unless `max_side` is given.
 
@@ -14,7 +14,7 @@ Size limit (`max_pixels`, default `zoo.preprocess.MAX_IMAGE_PIXELS` = 50 MP, as 
 larger image raises `ImageTooLargeError` (a ValueError) read from the file header, before
 anything is decoded; `max_pixels=None` lifts it. JPEG files that will be downscaled are decoded
 at reduced scale (`zoo.preprocess.open_image`). A list with unusable images raises
-`BatchPredictionError` carrying the results of the others.
+`zoo.errors.BatchPredictionError` carrying the results of the others.
 
 Test-time augmentation (`tta=zoo.tta.TTA(scales, flip)`): the processed image is run at each
 scale (and mirrored), the logits resized back to it and averaged, on every backend and mode.
@@ -34,44 +34,27 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import numpy as np
 from PIL import Image
 
-from zoo import preprocess
+from zoo import preprocess, visualize
+from zoo.errors import BatchPredictionError
+from zoo.predict_options import (
+    AUTO,
+    Auto,
+    check_batch_size,
+    check_max_pixels,
+    check_mode,
+    resolve_max_side,
+)
 from zoo.preprocess import MAX_IMAGE_PIXELS, ImageInput
+from zoo.sliding import slide_logits
 from zoo.tta import TTA, check_tta, tta_logits
 
 if TYPE_CHECKING:
     from zoo.backends import Backend
     from zoo.config import ModelConfig
 
-DEFAULT_MAX_SIDE: Final = 1024
-MODES: Final = ("whole", "slide")
-
-
-class _Auto:
-    def __repr__(self) -> str:
-        return "AUTO"
-
-
-AUTO: Final = _Auto()  # "the Segmenter's setting" / "the mode's default"
 # What makes one image of a list unusable (the others still run): missing, unreadable, too
 # large, or not an image at all.
 PER_IMAGE_ERRORS: Final = (OSError, ValueError, TypeError)
-
-
-class BatchPredictionError(ValueError):
-    """Some images of a list could not be segmented.
-
-    `results[i]` is the result (mask or probabilities) of image i, or None where it failed;
-    `errors` maps the indices of the failed images to their exceptions.
-    """
-
-    def __init__(self, results: list[np.ndarray | None], errors: dict[int, Exception]) -> None:
-        self.results = results
-        self.errors = errors
-        details = "; ".join(f"[{index}] {error}" for index, error in errors.items())
-        super().__init__(
-            f"{len(errors)} of {len(results)} image(s) could not be segmented: {details}. "
-            "The results of the others are in this error's .results (None where one failed)."
-        )
 
 
 class Segmenter:
@@ -88,7 +71,7 @@ class Segmenter:
         model_dir: str | Path | None = None,
         *,
         mode: str = "whole",
-        max_side: int | _Auto | None = AUTO,
+        max_side: int | Auto | None = AUTO,
         batch_size: int = 1,
         max_pixels: int | None = MAX_IMAGE_PIXELS,
         precision: str = "fp32",
@@ -99,19 +82,16 @@ class Segmenter:
         self.backend = backend
         self.config = config
         self.model_dir = Path(model_dir) if model_dir is not None else None
-        self.mode = _check_mode(mode)
+        self.mode = check_mode(mode)
         self.max_side = max_side
-        self.batch_size = _check_batch_size(batch_size)
-        if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < 0):
-            raise ValueError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
-        self.max_pixels = max_pixels or None
+        self.batch_size = check_batch_size(batch_size)
+        self.max_pixels = check_max_pixels(max_pixels)
         self.precision = precision
         self.source = source  # the name it was loaded by (registry id, hf-hub:..., directory)
         self.revision = revision  # the Hub commit sha of the files, for Hub loads
         self.selection = selection  # which backend/precision `zoo.load` took and why
         self.mask_dtype = np.dtype(np.uint8 if config.num_classes <= 255 else np.int32)
-        self._lut = np.zeros((max(256, config.num_classes), 3), np.uint8)
-        self._lut[: config.num_classes] = np.asarray(config.palette, np.uint8).reshape(-1, 3)
+        self._lut = visualize.palette_lut(config.palette, config.num_classes)
 
     # ---------------------------------------------------------------- properties
     @property
@@ -170,7 +150,7 @@ class Segmenter:
         batch_size: int | None = None,
         *,
         mode: str | None = None,
-        max_side: int | _Auto | None = AUTO,
+        max_side: int | Auto | None = AUTO,
         tta: TTA | None = None,
     ) -> np.ndarray | list[np.ndarray]:
         """Class-id mask (HxW) of an image (path, PIL image or uint8 array); a list of images
@@ -191,7 +171,7 @@ class Segmenter:
         batch_size: int | None = None,
         *,
         mode: str | None = None,
-        max_side: int | _Auto | None = AUTO,
+        max_side: int | Auto | None = AUTO,
         tta: TTA | None = None,
     ) -> np.ndarray | list[np.ndarray]:
         """Class probabilities, float32 CxHxW at the input's resolution (sum to 1 over C); a
@@ -207,7 +187,7 @@ class Segmenter:
         image: ImageInput,
         *,
         mode: str | None = None,
-        max_side: int | _Auto | None = AUTO,
+        max_side: int | Auto | None = AUTO,
         tta: TTA | None = None,
     ) -> np.ndarray:
         """Raw logits, float32 CxHxW at the resolution the network ran at (before upsampling;
@@ -218,7 +198,7 @@ class Segmenter:
         return logits
 
     def resolved_max_side(
-        self, mode: str | None = None, max_side: int | _Auto | None = AUTO
+        self, mode: str | None = None, max_side: int | Auto | None = AUTO
     ) -> int | None:
         """The longer side images are downscaled to with these settings (None: full size)."""
         return self._resolve(None, mode, max_side)[2]
@@ -229,7 +209,7 @@ class Segmenter:
         image: ImageInput | Sequence[ImageInput],
         batch_size: int | None,
         mode: str | None,
-        max_side: int | _Auto | None,
+        max_side: int | Auto | None,
         output: str,
         tta: TTA | None = None,
     ) -> np.ndarray | list[np.ndarray]:
@@ -259,24 +239,18 @@ class Segmenter:
         return results  # type: ignore[return-value]
 
     def _resolve(
-        self, batch_size: int | None, mode: str | None, max_side: int | _Auto | None
+        self, batch_size: int | None, mode: str | None, max_side: int | Auto | None
     ) -> tuple[int, str, int | None]:
-        batch_size = self.batch_size if batch_size is None else _check_batch_size(batch_size)
-        mode = self.mode if mode is None else _check_mode(mode)
-        if isinstance(max_side, _Auto):
-            max_side = self.max_side
-        if isinstance(max_side, _Auto):
-            max_side = DEFAULT_MAX_SIDE if mode == "whole" else None
-        if max_side is not None and (not isinstance(max_side, int) or max_side < 0):
-            raise ValueError(f"max_side must be a positive int or None, got {max_side!r}")
-        return batch_size, mode, max_side or None
+        batch_size = self.batch_size if batch_size is None else check_batch_size(batch_size)
+        mode = self.mode if mode is None else check_mode(mode)
+        return batch_size, mode, resolve_max_side(max_side, self.max_side, mode)
 
     def _logits(
         self,
         images: Sequence[ImageInput],
         batch_size: int | None,
         mode: str | None,
-        max_side: int | _Auto | None,
+        max_side: int | Auto | None,
         output: str = "logits",
         tta: TTA | None = None,
     ) -> Iterator[tuple[Any, Any, Exception | None, bool]]:
@@ -351,73 +325,22 @@ class Segmenter:
         return tta_logits(lambda view: self._run([view])[0], rgb, tta)
 
     def _slide(self, rgb: np.ndarray, batch_size: int) -> np.ndarray:
-        height, width = rgb.shape[:2]
-        windows = preprocess.sliding_windows(height, width, self.config.input_size)
-        total = np.zeros((self.num_classes, height, width), np.float32)
-        count = np.zeros((height, width), np.float32)
-        for start in range(0, len(windows), batch_size):
-            chunk = windows[start : start + batch_size]
-            logits = self._run([rgb[rows, cols] for rows, cols in chunk])
-            for (rows, cols), tile in zip(chunk, logits, strict=True):
-                total[:, rows, cols] += tile
-                count[rows, cols] += 1
-        total /= count
-        return total
+        """`zoo.sliding.slide_logits` of `rgb` with windows of the config's `input_size`."""
+        return slide_logits(self._run, rgb, self.config.input_size, self.num_classes, batch_size)
 
     # ---------------------------------------------------------------- visualisation
     def colorize(self, mask: np.ndarray) -> np.ndarray:
         """HxW class ids -> HxWx3 uint8 colours of the palette (unknown ids, e.g. 255: black)."""
-        mask = _check_mask(mask)
-        return self._lut[np.clip(mask, 0, len(self._lut) - 1)]
+        return visualize.colorize(mask, self._lut)
 
     def overlay(self, image: ImageInput, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
         """The image blended with the colourised mask (`alpha` = mask weight), HxWx3 uint8.
 
         Pixels whose id is not a class (e.g. 255) show the image unchanged.
         """
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        rgb = preprocess.to_rgb(image)
-        mask = _check_mask(mask)
-        if rgb.shape[:2] != mask.shape:
-            raise ValueError(
-                f"image is {rgb.shape[1]}x{rgb.shape[0]} but the mask is "
-                f"{mask.shape[1]}x{mask.shape[0]} (width x height)"
-            )
-        blend = (1.0 - alpha) * rgb.astype(np.float32) + alpha * self.colorize(mask)
-        blend = np.where(
-            ((mask >= 0) & (mask < self.num_classes))[..., None], blend, rgb.astype(np.float32)
-        )
-        return np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+        return visualize.overlay(image, mask, self._lut, self.num_classes, alpha)
 
     def mask_image(self, mask: np.ndarray) -> Image.Image:
         """A mask as a PIL image: mode "P" with the model's palette (ids <= 255), else a 16-bit
         grayscale ("I;16") image."""
-        mask = _check_mask(mask)
-        if mask.size and (mask.min() < 0 or mask.max() > 65535):
-            raise ValueError("mask ids must be in 0..65535 to be written as an image")
-        if self.mask_dtype == np.uint8 and (not mask.size or mask.max() <= 255):
-            data = np.ascontiguousarray(mask, dtype=np.uint8)
-            image = Image.frombytes("P", (mask.shape[1], mask.shape[0]), data.tobytes())
-            image.putpalette(self._lut[:256].reshape(-1).tolist())
-            return image
-        return Image.fromarray(np.ascontiguousarray(mask, dtype=np.uint16))
-
-
-def _check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
-    return mode
-
-
-def _check_batch_size(batch_size: Any) -> int:
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return batch_size
-
-
-def _check_mask(mask: Any) -> np.ndarray:
-    mask = np.asarray(mask)
-    if mask.ndim != 2 or not np.issubdtype(mask.dtype, np.integer):
-        raise ValueError(f"mask must be an HxW integer array, got {mask.shape} {mask.dtype}")
-    return mask
+        return visualize.mask_image(mask, self._lut, paletted=self.mask_dtype == np.uint8)

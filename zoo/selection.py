@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from zoo.backends import BACKENDS, GPU_PROVIDERS, openvino_capabilities
+from zoo.backend_onnx import GPU_PROVIDERS
+from zoo.backend_openvino import openvino_capabilities
+from zoo.backends import BACKENDS
 from zoo.errors import ModelNotAvailableError
 from zoo.modelfiles import EVAL_NAME, ONNX_NAME, WEIGHTS_NAME
 
