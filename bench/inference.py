@@ -87,22 +87,14 @@ def prepare(arch: str, work: Path, checkpoint: str | None, frames: Path, classes
 
 def load_paths(model_dir: Path, threads: int) -> tuple[dict, dict[str, str]]:
     """{path: Segmenter} of every path that loads here, {path: why not} of the others."""
-    import zoo
+    from export.precision_gates import load_ungated
     from zoo.errors import ModelNotAvailableError
 
     segmenters, skipped = {}, {}
     for path in PATHS:
         backend, precision = path.removesuffix("-numpy").split("/")
         try:
-            segmenter = zoo.load(
-                model_dir,
-                backend=backend,
-                precision=precision,
-                device="cpu",
-                num_threads=threads,
-                max_side=None,
-                min_agreement=0.0,
-            )
+            segmenter = load_ungated(model_dir, backend, precision, threads)
         except (ImportError, ModelNotAvailableError, RuntimeError, ValueError) as error:
             skipped[path] = str(error).splitlines()[0][:200]
             continue
@@ -115,10 +107,9 @@ def load_paths(model_dir: Path, threads: int) -> tuple[dict, dict[str, str]]:
 def frames_at(frames: Path, size: tuple[int, int], limit: int, config) -> tuple[list, list | None]:
     """Up to `limit` labelled frames resized to `size`: uint8 images and labels (or None)."""
     from export.images import load_calibration_set
-    from zoo.preprocess import read_image, resize_rgb
 
     found = load_calibration_set(frames, size, config.mean, config.std, limit=limit)
-    return [resize_rgb(read_image(p), size) for p in found.paths], found.labels
+    return found.rgb, found.labels
 
 
 def measure(model_dir: Path, size: tuple[int, int], args: argparse.Namespace) -> dict:

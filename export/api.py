@@ -151,14 +151,7 @@ def export_model(
 
         record_files(work)
         _record_serving_agreement(
-            work,
-            existing_eval,
-            calibration,
-            calib_data,
-            calib_limit,
-            calib_labels,
-            report["command"],
-            steps,
+            work, existing_eval, calibration, calib_data, report["command"], steps
         )
         report["files"] = file_figures(work)
         report["timings"] = steps.total()
@@ -222,8 +215,6 @@ def _record_serving_agreement(
     existing_eval: dict[str, Any],
     calibration: CalibrationSet | None,
     calib_data: str | Path | None,
-    calib_limit: int,
-    calib_labels: str | Path | None,
     command: str,
     steps: ExportSteps,
 ) -> None:
@@ -234,10 +225,9 @@ def _record_serving_agreement(
     existing_eval.pop(AGREEMENT_KEY, None)
     if calibration is None or calib_data is None:
         return
-    from export.precision_gates import agreement_record, measure_agreement
+    from export.precision_gates import agreement_on, agreement_record
 
     steps.start("precision gates: serving paths against fp32 on the calibration images")
-    size = tuple(calibration.images[0].shape[2:])
-    figures = measure_agreement(work, calib_data, calib_limit, size=size, label_folder=calib_labels)
+    figures = agreement_on(work, calibration)
     existing_eval[AGREEMENT_KEY] = agreement_record(figures, calib_data, command)
     steps.done("precision_gates_s")

@@ -7,15 +7,14 @@ input contract); labels are H x W int64 train ids.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from zoo.preprocess import normalize, read_image, resize_rgb
+from zoo.preprocess import IMAGE_EXTENSIONS, normalize, read_image, resize_rgb
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 IMAGE_DIRS = ("images", "image", "img", "leftImg8bit")
 LABEL_DIRS = ("labels", "label", "masks", "gtFine", "annotations")
 
@@ -27,14 +26,23 @@ class CalibrationSet:
     images: list[np.ndarray]  # 1 x 3 x H x W each, normalised
     labels: list[np.ndarray] | None  # H x W each, or None without labels
     paths: list[Path]
+    rgb: list[np.ndarray] = field(default_factory=list)  # H x W x 3 uint8 each, as read
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W) of every image."""
+        height, width = self.images[0].shape[2:]
+        return int(height), int(width)
 
 
 def find_images(folder: str | Path) -> list[Path]:
-    """All *.png / *.jpg under `folder` (recursive, sorted)."""
+    """All image files under `folder` (`zoo.preprocess.IMAGE_EXTENSIONS`; recursive, sorted)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: calibration folder not found")
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
 
 
 def _split_layout(folder: Path) -> tuple[Path, Path | None]:
@@ -56,14 +64,15 @@ def _split_layout(folder: Path) -> tuple[Path, Path | None]:
 
 def load_calibration_set(
     folder: str | Path,
-    size: tuple[int, int],
+    size: tuple[int, int] | None,
     mean: Sequence[float],
     std: Sequence[float],
     *,
     limit: int = 16,
     label_folder: str | Path | None = None,
 ) -> CalibrationSet:
-    """Up to `limit` images from `folder` resized to `size` (H, W), labels where they exist.
+    """Up to `limit` images from `folder` resized to `size` (H, W; None: the first image's
+    size), labels where they exist. Each image file is read once.
 
     Labels: `label_folder`, or a `labels/` (`masks/`, `gtFine/`...) folder beside an
     `images/` folder inside `folder`; a label has the image's relative path with a `.png`
@@ -76,20 +85,26 @@ def load_calibration_set(
     if label_dir is not None:
         paths = [p for p in paths if label_dir not in p.parents]
     if not paths:
-        raise ValueError(f"{folder}: no *.png / *.jpg images found for calibration")
+        suffixes = "/".join(sorted(IMAGE_EXTENSIONS))
+        raise ValueError(f"{folder}: no images found for calibration (suffixes {suffixes})")
     paths = _spread(paths, limit)
-    height, width = size
+    rgb: list[np.ndarray] = []
     images, labels = [], []
     for path in paths:
-        images.append(normalize(resize_rgb(read_image(path), size), mean, std))
+        pixels = read_image(path)
+        if size is None:
+            size = (pixels.shape[0], pixels.shape[1])
+        rgb.append(resize_rgb(pixels, size))
+        images.append(normalize(rgb[-1], mean, std))
         if label_dir is not None:
             label_path = _label_for(path, image_dir, label_dir)
             if label_path is None:
                 label_dir = None  # not every image has a label: measure no mIoU
                 continue
             with Image.open(label_path) as label:
-                labels.append(np.asarray(label.resize((width, height), Image.NEAREST), np.int64))
-    return CalibrationSet(images, labels if label_dir is not None else None, paths)
+                resized = label.resize((size[1], size[0]), Image.NEAREST)
+                labels.append(np.asarray(resized, np.int64))
+    return CalibrationSet(images, labels if label_dir is not None else None, paths, rgb)
 
 
 def _spread(paths: list[Path], limit: int) -> list[Path]:

@@ -24,16 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from export.images import find_images, load_calibration_set
+from export.images import CalibrationSet, load_calibration_set
 from export.parity import mean_iou
 from zoo.backend_openvino import openvino_capabilities
 from zoo.backends import BACKENDS
 from zoo.config import ModelConfig
 from zoo.fileio import read_json_object, write_text_atomic
 from zoo.modelfiles import EVAL_NAME
-from zoo.preprocess import read_image, resize_rgb
 from zoo.selection import AGREEMENT_KEY, GATES
 
 
@@ -56,6 +54,24 @@ def reduced_paths(model_dir: Path) -> list[tuple[str, str]]:
     return paths
 
 
+def load_ungated(
+    model_dir: str | Path, backend: str, precision: str, num_threads: int | None = None
+) -> Any:
+    """The CPU `Segmenter` of one serving path as `zoo.load` builds it, at full resolution
+    (no `max_side`) and with no accuracy gate: the path measured, not the path chosen."""
+    import zoo
+
+    return zoo.load(
+        model_dir,
+        backend=backend,
+        precision=precision,
+        device="cpu",
+        max_side=None,
+        num_threads=num_threads,
+        min_agreement=0.0,
+    )
+
+
 def measure_agreement(
     model_dir: str | Path,
     frames: str | Path,
@@ -64,34 +80,30 @@ def measure_agreement(
     size: tuple[int, int] | None = None,
     label_folder: str | Path | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """`{"backend/precision": {"argmax_agreement", "pixels", "frames", "size", "miou_fp32",
-    "miou", "miou_drop", "gate", "passes"}}` for each `reduced_paths` entry, on up to `limit`
-    frames resized to `size` (H, W; default: the first frame's size)."""
-    import zoo
-
-    model_dir = Path(model_dir)
-    config = ModelConfig.load(model_dir)
-    images = find_images(frames)
-    if not images:
-        raise ValueError(f"{frames}: no images found to measure agreement on")
-    if size is None:
-        with Image.open(images[0]) as first:
-            size = (first.height, first.width)
+    """`agreement_on` up to `limit` frames of the folder `frames` resized to `size` (H, W;
+    default: the first frame's size), labels where `load_calibration_set` finds them."""
+    config = ModelConfig.load(Path(model_dir))
     calibration = load_calibration_set(
         frames, size, config.mean, config.std, limit=limit, label_folder=label_folder
     )
-    pixels = [resize_rgb(read_image(path), size) for path in calibration.paths]
+    return agreement_on(model_dir, calibration, num_threads)
+
+
+def agreement_on(
+    model_dir: str | Path, calibration: CalibrationSet, num_threads: int | None = None
+) -> dict[str, dict[str, Any]]:
+    """`{"backend/precision": {"argmax_agreement", "pixels", "frames", "size", "miou_fp32",
+    "miou", "miou_drop", "gate", "passes"}}` for each `reduced_paths` entry, on the frames
+    of `calibration` as read (`calibration.rgb`)."""
+    model_dir = Path(model_dir)
+    config = ModelConfig.load(model_dir)
+    pixels = calibration.rgb
+    if len(pixels) != len(calibration.images):
+        raise ValueError("calibration set without its RGB frames (load_calibration_set reads them)")
+    size = calibration.size
 
     def masks(backend: str, precision: str) -> list[np.ndarray]:
-        segmenter = zoo.load(
-            model_dir,
-            backend=backend,
-            precision=precision,
-            device="cpu",
-            max_side=None,
-            num_threads=num_threads,
-            min_agreement=0.0,
-        )
+        segmenter = load_ungated(model_dir, backend, precision, num_threads)
         return list(segmenter.predict(pixels))
 
     reference = masks("onnx", "fp32")
