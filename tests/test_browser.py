@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_app import EXAMPLES, IN_CI, build_test_model
+from helpers_app import EXAMPLES, IN_CI, build_test_model
 
 from bench.app_server import start_app, stop_app
+
+pytest.importorskip("gradio")  # the demo extra
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

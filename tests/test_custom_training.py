@@ -88,14 +88,15 @@ def test_fine_tune_export_load_predict(tmp_path: Path, monkeypatch, capsys) -> N
     card = (model_dir / "README.md").read_text()
     assert all(name in card for name in CLASSES)
 
-    import app
+    from demo import models as demo_models
+    from demo.handlers import segment
 
-    monkeypatch.setattr(app, "_ALLOWED", {str(model_dir)})
+    monkeypatch.setattr(demo_models, "_ALLOWED", {str(model_dir)})
     image = tmp_path / "photo.png"
     from PIL import Image
 
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 96, 3), np.uint8)).save(image)
-    _, shares, _, _ = app.segment(str(image), str(model_dir), "onnx")
+    _, shares, _, _ = segment(str(image), str(model_dir), "onnx")
     assert set(shares["class"]) <= set(CLASSES)
 
 
