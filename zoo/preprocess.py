@@ -20,9 +20,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 ImageInput: TypeAlias = "str | os.PathLike[str] | Image.Image | np.ndarray | DecodedImage"
 
-IMAGE_EXTENSIONS = frozenset(
+IMAGE_EXTENSIONS: Final = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
 )
+"""Image-file suffixes (lower case) of the one list every reader takes: `zoo predict` folders,
+folder datasets and export calibration frames. Pillow decodes each and `read_image` turns
+every mode (palette, grey, 16-bit, alpha) into RGB."""
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height

@@ -3,8 +3,8 @@
     DATA/
       dataset.json        {"classes": [...], "palette": [[r, g, b], ...], "ignore_index": 255,
                            "label_values": {"raw value": class id, ...}}   (only classes required)
-      images/train/**/<name>.<jpg|jpeg|png|bmp|tif|tiff>   (any case of the extension)
-      masks/train/**/<name>.png                            (same relative path, .png)
+      images/train/**/<name>.<jpg|png|...>   (zoo.preprocess.IMAGE_EXTENSIONS, any case)
+      masks/train/**/<name>.png              (same relative path, .png)
       images/val/..., masks/val/...
 
 A mask is a single-channel 8- or 16-bit PNG of class ids (or of raw values mapped by
@@ -33,7 +33,6 @@ from zoo.datasets import IGNORE_INDEX, DatasetInfo, distinct_palette
 
 SPEC_NAME = "dataset.json"
 IMAGE_DIR, MASK_DIR = "images", "masks"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 _LISTED = 5
 
 
@@ -165,7 +164,7 @@ def find_pairs(root: str | Path, split: str) -> list[Pair]:
             raise DatasetLayoutError(f"split {split!r}: {describe_missing(folder)}")
     images: dict[str, Path] = {}
     for path in sorted(image_folder.rglob("*")):
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        if path.is_file() and path.suffix.lower() in preprocess.IMAGE_EXTENSIONS:
             name = path.relative_to(image_folder).with_suffix("").as_posix()
             if name in images:
                 raise DatasetLayoutError(
@@ -179,8 +178,9 @@ def find_pairs(root: str | Path, split: str) -> list[Pair]:
         if p.is_file() and p.suffix.lower() == ".png"
     }
     if not images:
+        suffixes = "/".join(sorted(preprocess.IMAGE_EXTENSIONS))
         raise DatasetLayoutError(
-            f"split {split!r} is empty: no {'/'.join(IMAGE_SUFFIXES)} images under {image_folder}"
+            f"split {split!r} is empty: no {suffixes} images under {image_folder}"
         )
     problems = []
     if lonely := [images[n] for n in sorted(images.keys() - masks.keys())]:
