@@ -12,9 +12,9 @@ from huggingface_hub import ModelCard
 from huggingface_hub.repocard import metadata_load
 
 import zoo
-from zoo import cards
+from zoo import card_parts
+from zoo.card_parts import BIBTEX
 from zoo.cards import (
-    BIBTEX,
     card_for_repo,
     generate_registry_cards,
     registry_card,
@@ -315,7 +315,7 @@ def test_both_kinds_of_card_come_from_the_one_template(tmp_path, monkeypatch):
     """Issue 14: registry and model-directory cards had two string builders."""
     template = tmp_path / "template.md"
     template.write_text("---\n{{ card_data }}\n---\n\nTEMPLATE {{ model_id }} {{ load_name }}\n")
-    monkeypatch.setattr(cards, "TEMPLATE", template)
+    monkeypatch.setattr(card_parts, "TEMPLATE", template)
     planned = registry_card("lraspp_mbv3_ade20k_ce")
     assert planned.text.strip() == "TEMPLATE lraspp_mbv3_ade20k_ce lraspp_mbv3_ade20k_ce"
     assert planned.data.tags[:2] == ["semantic-segmentation", "cross-entropy"]
