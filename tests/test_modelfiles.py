@@ -33,3 +33,26 @@ def test_derived_lists() -> None:
     assert backend_files("onnx", "int8") == ["config.json", "model.int8.onnx", "eval.json",
                                              "README.md"]  # fmt: skip
     assert backend_files("torch") == ["config.json", "model.safetensors", "eval.json", "README.md"]
+
+
+def test_a_pull_for_each_backend_row_fetches_the_file_that_row_loads() -> None:
+    # Expected from the file names alone: what each backend/precision reads from disk.
+    expected = {
+        ("onnx", "fp32"): "model.onnx",
+        ("onnx", "int8"): "model.int8.onnx",
+        ("onnx", "fp16"): "model.fp16.onnx",
+        ("openvino", "fp32"): "model.onnx",
+        ("openvino", "bf16"): "model.onnx",  # converted to bf16 at load
+        ("openvino", "int8"): "model.int8.onnx",
+        ("torch", "fp32"): "model.safetensors",
+        ("torch", "fp16"): "model.safetensors",  # cast at load
+        ("torch", "bf16"): "model.safetensors",
+    }
+    pulls = {
+        (backend, precision): backend_files(backend, precision)
+        for backend, row in BACKENDS.items()
+        for precision in row.precisions
+    }
+    assert set(pulls) == set(expected)
+    for key, files in pulls.items():
+        assert files == ["config.json", expected[key], "eval.json", "README.md"], key

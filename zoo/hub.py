@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from zoo.backends import BACKENDS
 from zoo.config import ModelConfig
 from zoo.errors import HubUnreachableError, ModelNotAvailableError
 from zoo.fileio import read_json_object
@@ -26,37 +27,36 @@ from zoo.modelfiles import (
     METADATA_FILES,
     MODEL_FILES,
     WEIGHTS_NAME,
-    files_loaded_by,
 )
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("onnx", "torch", "all")
-ONNX_FILES = files_loaded_by("onnx")  # precision -> file
+PULL_ALL = "all"  # a pull of every file of the repo
 # Everything a push may upload; nothing else in a model directory goes up.
 UPLOAD_FILES = ALL_FILES
 
 
 def required_files(backend: str = "onnx", precision: str = "fp32") -> list[str]:
-    """The files `backend` cannot run without (config and weights)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    if backend == "torch":
-        return [CONFIG_NAME, *dict.fromkeys(files_loaded_by("torch").values())]
-    if backend == "all":
+    """The files `backend` (a row of `zoo.backends.BACKENDS`, or "all") cannot run without at
+    `precision`: config.json and the file that row loads."""
+    if backend == PULL_ALL:
         return [CONFIG_NAME]  # plus at least one runnable file, checked after the pull
-    if precision not in ONNX_FILES:
+    row = BACKENDS.get(backend)
+    if row is None:
+        choices = ", ".join([*BACKENDS, PULL_ALL])
+        raise ValueError(f"unknown backend {backend!r}; expected one of {choices}")
+    if precision not in row.files:
         raise ValueError(
-            f"unknown precision {precision!r} for the onnx backend; "
-            f"expected one of {', '.join(ONNX_FILES)}"
+            f"unknown precision {precision!r} for the {backend} backend; "
+            f"expected one of {', '.join(row.files)}"
         )
-    return [CONFIG_NAME, ONNX_FILES[precision]]
+    return [CONFIG_NAME, row.files[precision]]
 
 
 def backend_files(backend: str = "onnx", precision: str = "fp32") -> list[str]:
     """The `allow_patterns` of a pull: the backend's required files plus the metadata files."""
     files = required_files(backend, precision)
-    extra = list(MODEL_FILES) if backend == "all" else []
+    extra = list(MODEL_FILES) if backend == PULL_ALL else []
     return list(dict.fromkeys([*files, *extra, *METADATA_FILES]))
 
 
@@ -154,8 +154,9 @@ def download_model(
 ) -> Path:
     """Download the files `backend` needs from Hub repo `repo_id` at `revision`; return the dir.
 
-    `backend`: "onnx" (config, eval, card, the ONNX file of `precision`: fp32, int8 or fp16),
-    "torch" (config, eval, card, model.safetensors) or "all". `revision`: branch, tag or commit
+    `backend`: a row of `zoo.backends.BACKENDS` (config, eval, card and the file that row loads
+    at `precision`, e.g. "onnx"/"int8" -> model.int8.onnx, "torch" -> model.safetensors) or
+    "all". `revision`: branch, tag or commit
     sha (default: main). The result is a snapshot folder of the standard Hub cache; a second
     call, or any call under `HF_HUB_OFFLINE=1`, reuses it. Raises `ModelNotAvailableError`
     saying which and what to do when the repo, the revision or the backend's files are missing,
@@ -248,10 +249,10 @@ def validate_model_dir(model_dir: str | Path) -> ModelConfig:
         raise
     except Exception as error:
         raise ValueError(f"{weights} is not a readable safetensors file: {error}") from None
-    for name in ONNX_FILES.values():
-        onnx_path = directory / name
-        if onnx_path.exists() and onnx_path.stat().st_size == 0:
-            raise ValueError(f"{onnx_path} is empty")
+    for name in MODEL_FILES:
+        model_file = directory / name
+        if model_file.exists() and model_file.stat().st_size == 0:
+            raise ValueError(f"{model_file} is empty")
     eval_path = directory / EVAL_NAME
     if eval_path.exists():
         read_json_object(eval_path)  # a clear error before anything is uploaded

@@ -82,8 +82,7 @@ def load(
         )
     check_device(device)
     wanted = "fp32" if precision in ("auto", "bf16") else precision  # the Hub files to fetch
-    hub_backend = "onnx" if backend == "openvino" else backend
-    model_dir = resolve_model_dir(name, revision=revision, backend=hub_backend, precision=wanted)
+    model_dir = resolve_model_dir(name, revision=revision, backend=backend, precision=wanted)
     config = _read_config(model_dir)
     choice = choose(model_dir, backend, precision, device, min_agreement)
     if verify:
