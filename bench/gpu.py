@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.synthetic import blocky_labels
 from training.losses import SegmentationObjective
 from zoo.models import build_model, has_aux_head
 
@@ -94,14 +94,6 @@ def timed(fn: Callable[[], Any], device: torch.device, warmup: int, runs: int) -
     return {"median_s": statistics.median(times), "peak_mib": peak}
 
 
-def blocky_labels(batch: int, height: int, width: int, classes: int, device: torch.device):
-    """Labels of random class blocks (16x16 cells, upsampled) with an ignored band."""
-    cells = torch.randint(0, classes, (batch, 1, max(1, height // 16), max(1, width // 16)))
-    labels = F.interpolate(cells.float(), size=(height, width), mode="nearest")[:, 0].long()
-    labels[:, : max(1, height // 20)] = 255
-    return labels.to(device)
-
-
 def loss_cases(report: Report, device: torch.device, quick: bool) -> None:
     """CE vs CE + CPG forward + backward on logits, per class count, kernel and CPG path."""
     cases = [(19, 1, 64, 128), (150, 1, 64, 64)] if quick else [
@@ -110,7 +102,7 @@ def loss_cases(report: Report, device: torch.device, quick: bool) -> None:
     warmup, runs = (1, 2) if quick else (2, 5)
     for classes, batch, height, width in cases:
         logits = torch.randn(batch, classes, height, width, device=device, requires_grad=True)
-        target = blocky_labels(batch, height, width, classes, device)
+        target = blocky_labels(classes, (batch, height, width)).long().to(device)
         ce = SegmentationObjective(0.0)
 
         def step(
@@ -180,7 +172,7 @@ def _train_throughput(
     objective = SegmentationObjective(1.0 if loss == "cpg" else 0.0)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     images = torch.randn(batch, 3, *size, device=device)
-    target = blocky_labels(batch, *size, classes, device)
+    target = blocky_labels(classes, (batch, *size)).long().to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)

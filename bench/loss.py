@@ -9,8 +9,9 @@ class count: the dense path's counts stay the same, the sparse path's grow.
 
 
 Settings: ``torch.set_num_threads(2)`` (``--threads``), CPU, B=2, 512x512, float32 logits
-(3 * randn), blocky labels (per image: 16 Voronoi cells, 8 rectangles, 4 thin 1-3 px segments,
-one 40x60 ignored box; about 4% of pixels have a 4-neighbour of another label).
+(3 * randn), blocky labels (``bench/synthetic.py``: per image 16 Voronoi cells, 8 rectangles,
+4 thin 1-3 px segments, one 40x60 ignored box; about 4% of pixels have a 4-neighbour of another
+label).
 For each C in {19, 150, 171} and k in {3, 5, 7} it reports the median forward+backward time,
 the extra peak memory and the relative value/gradient error of ours against the direct form.
 
@@ -39,43 +40,13 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.synthetic import blocky_labels
 from training.losses import CPGLoss, cpg_kernels
 
 B, H, W = 2, 512, 512
 IGNORE = 255
 CLASSES = (19, 150, 171)
 KERNELS = (3, 5, 7)
-
-
-def make_labels(
-    num_classes: int, seed: int = 0, size: tuple[int, int, int] = (B, H, W)
-) -> torch.Tensor:
-    """Blocky (B, H, W) uint8 labels: Voronoi cells, rectangles, thin lines, an ignored box
-    (H and W at least 65)."""
-    g = torch.Generator().manual_seed(seed)
-    n, H, W = size  # noqa: N806 (the module's names for the image size)
-    out = torch.empty(n, H, W, dtype=torch.uint8)
-    yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
-    for b in range(n):
-        seeds = torch.rand(16, 2, generator=g) * torch.tensor([H, W])
-        d = (yy[None] - seeds[:, 0, None, None]) ** 2 + (xx[None] - seeds[:, 1, None, None]) ** 2
-        lab = torch.randint(0, num_classes, (16,), generator=g)[d.argmin(0)]
-        for _ in range(8):  # rectangles
-            y0, x0 = torch.randint(0, H - 16, (2,), generator=g).tolist()
-            h, w = torch.randint(16, 128, (2,), generator=g).tolist()
-            lab[y0 : y0 + h, x0 : x0 + w] = torch.randint(0, num_classes, (), generator=g)
-        for i in range(4):  # thin poles and wires, 1-3 px wide, 64-320 px long
-            y0, x0 = torch.randint(0, H - 64, (2,), generator=g).tolist()
-            length, width = int(torch.randint(64, 320, (), generator=g)), 1 + i % 3
-            c = torch.randint(0, num_classes, (), generator=g)
-            if i % 2:
-                lab[y0 : y0 + width, x0 : x0 + length] = c
-            else:
-                lab[y0 : y0 + length, x0 : x0 + width] = c
-        y0, x0 = torch.randint(0, H - 64, (2,), generator=g).tolist()
-        out[b] = lab
-        out[b, y0 : y0 + 40, x0 : x0 + 60] = IGNORE
-    return out
 
 
 def direct_cpg(logits: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
@@ -131,7 +102,7 @@ METHODS: dict[str, Callable[..., torch.Tensor]] = {
 def inputs(num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     torch.manual_seed(1)
     logits = torch.randn(B, num_classes, H, W).mul_(3).requires_grad_()
-    return logits, make_labels(num_classes).long()
+    return logits, blocky_labels(num_classes, (B, H, W)).long()
 
 
 CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
@@ -153,7 +124,7 @@ def memory_case(method: str, num_classes: int, k: int) -> None:
     """Run in a subprocess: print extra peak bytes of one forward+backward."""
     fn = METHODS[method]
     small = torch.randn(B, num_classes, 32, 32, requires_grad=True)
-    fwd_bwd(fn, small, make_labels(num_classes)[:, :32, :32].long(), k)  # warm-up
+    fwd_bwd(fn, small, blocky_labels(num_classes, (B, H, W))[:, :32, :32].long(), k)  # warm-up
     logits, target = inputs(num_classes)
     del small
     gc.collect()
@@ -242,7 +213,7 @@ def op_counts(path: str, c: int, size: tuple[int, int, int], k: int) -> dict[str
     each a stream sync on a GPU."""
     from torch.profiler import ProfilerActivity, profile
 
-    target = make_labels(c, size=size).long()
+    target = blocky_labels(c, size).long()
     torch.manual_seed(1)
     logits = torch.randn(size[0], c, *size[1:]).mul_(3).requires_grad_()
     loss = CPGLoss(k, IGNORE, path=path)
