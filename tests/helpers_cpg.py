@@ -4,26 +4,14 @@ published reference implementation's formula, and blocky label maps to test them
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from fractions import Fraction
 
-import pytest
 import torch
 import torch.nn.functional as F
 
 from training.losses import cpg_kernels
 
 IGN = 255
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny tensors gain nothing from threads, and OpenMP barriers crawl on a busy machine
-    (autouse in each module that imports it)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def kernel_fractions(k: int) -> list[list[Fraction]]:

@@ -12,10 +12,10 @@ from tests.helpers_cpg import (
     dense_grad,
     direct_cpg,
     exact_boundary,
-    one_thread,  # noqa: F401  (autouse fixture)
     onehot,
     published_reference_cpg,
 )
+from tests.helpers_torch import one_torch_thread  # noqa: F401 (autouse fixture)
 from training.losses import CPGLoss, cpg_kernels
 
 CASES = [  # (k, C, B, H, W)

@@ -7,12 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.helpers_cpg import (
-    IGN,
-    blocky,
-    direct_cpg,
-    one_thread,  # noqa: F401  (autouse fixture)
-)
+from tests.helpers_cpg import IGN, blocky, direct_cpg
+from tests.helpers_torch import one_torch_thread  # noqa: F401 (autouse fixture)
 from training.losses import CPGLoss, SegmentationObjective
 
 

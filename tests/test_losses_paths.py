@@ -8,12 +8,8 @@ import torch
 
 import training.cpg_dense as dense_module
 import training.cpg_sparse as sparse_module
-from tests.helpers_cpg import (
-    IGN,
-    blocky,
-    direct_cpg,
-    one_thread,  # noqa: F401  (autouse fixture)
-)
+from tests.helpers_cpg import IGN, blocky, direct_cpg
+from tests.helpers_torch import one_torch_thread  # noqa: F401 (autouse fixture)
 from training.losses import CPGLoss
 
 
