@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from zoo.preprocess import IMAGE_EXTENSIONS, normalize, read_image, resize_rgb
+from zoo.preprocess import IMAGE_EXTENSIONS, is_image_file, normalize, read_image, resize_rgb
 
 IMAGE_DIRS = ("images", "image", "img", "leftImg8bit")
 LABEL_DIRS = ("labels", "label", "masks", "gtFine", "annotations")
@@ -36,13 +36,11 @@ class CalibrationSet:
 
 
 def find_images(folder: str | Path) -> list[Path]:
-    """All image files under `folder` (`zoo.preprocess.IMAGE_EXTENSIONS`; recursive, sorted)."""
+    """All image files under `folder` (`zoo.preprocess.is_image_file`; recursive, sorted)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: calibration folder not found")
-    return sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
+    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
 
 
 def _split_layout(folder: Path) -> tuple[Path, Path | None]:

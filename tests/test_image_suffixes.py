@@ -32,7 +32,8 @@ def _write(path: Path, rgb: np.ndarray) -> None:
 @pytest.fixture
 def one_of_each(tmp_path: Path) -> tuple[Path, list[Path]]:
     """A folder with a 4x6 flat-colour image of every suffix (and one upper-case one), a
-    text file and a mask folder that gives each image a mask (a folder dataset's split)."""
+    text file, a hidden `._*.png` file and a mask folder that gives each image a mask (a
+    folder dataset's split)."""
     images, masks = tmp_path / "images" / "train", tmp_path / "masks" / "train"
     images.mkdir(parents=True)
     masks.mkdir(parents=True)
@@ -43,6 +44,7 @@ def one_of_each(tmp_path: Path) -> tuple[Path, list[Path]]:
         _write(path, rgb)
         Image.fromarray(np.zeros((4, 6), np.uint8)).save(masks / f"{path.stem}.png")
     (images / "notes.txt").write_text("not an image")
+    (images / "._kind_png.png").write_bytes(b"\x00\x05\x16\x07")  # a macOS resource fork
     return images, sorted(paths)
 
 

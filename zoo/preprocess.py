@@ -79,6 +79,12 @@ def check_pixels(width: int, height: int, max_pixels: int | None, name: str) -> 
         )
 
 
+def is_image_file(path: Path) -> bool:
+    """Whether `path` names an image file by the readers' rule: a suffix of `IMAGE_EXTENSIONS`
+    (any case) and not a hidden file (`.name`, e.g. macOS `._photo.jpg` resource forks)."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
 def read_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as RGB uint8 HxWx3 (EXIF orientation applied).
 

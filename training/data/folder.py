@@ -164,7 +164,7 @@ def find_pairs(root: str | Path, split: str) -> list[Pair]:
             raise DatasetLayoutError(f"split {split!r}: {describe_missing(folder)}")
     images: dict[str, Path] = {}
     for path in sorted(image_folder.rglob("*")):
-        if path.is_file() and path.suffix.lower() in preprocess.IMAGE_EXTENSIONS:
+        if path.is_file() and preprocess.is_image_file(path):
             name = path.relative_to(image_folder).with_suffix("").as_posix()
             if name in images:
                 raise DatasetLayoutError(
