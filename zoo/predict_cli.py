@@ -39,9 +39,9 @@ from zoo.cli_errors import USER_ERRORS, error_line, fail
 from zoo.errors import BatchPredictionError
 from zoo.fileio import write_bytes_atomic
 from zoo.preprocess import (
-    IMAGE_EXTENSIONS,
     MAX_IMAGE_PIXELS,
     DecodedImage,
+    is_image_file,
     open_image,
     scaled_size,
 )
@@ -59,10 +59,6 @@ class Job:
 
     path: Path
     relative: Path
-
-
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
 def _inside(path: Path, folder: Path | None) -> bool:
@@ -89,7 +85,7 @@ def collect_inputs(inputs: list[str], exclude: Path | None = None) -> tuple[list
     for item in inputs:
         path = Path(item).expanduser()
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and _is_image(p))
+            found = sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
             for file in found:
                 add(file, file.relative_to(path))
             if not found:
