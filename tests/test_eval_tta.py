@@ -3,35 +3,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-import zoo
-from tests.helpers_modeldir import shared_model_dir, smooth_image
+from tests.helpers_modeldir import smooth_image
 from zoo.segmenter import Segmenter
 from zoo.tta import TTA, tta_logits
 
 NUM_CLASSES = 4
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_model_dir(tmp_path_factory.getbasetemp(), num_classes=NUM_CLASSES)
-
-
-@pytest.fixture(scope="module")
-def onnx_seg(model_dir: Path) -> Segmenter:
-    return zoo.load(model_dir, backend="onnx", device="cpu")
-
-
-@pytest.fixture(scope="module")
-def torch_seg(model_dir: Path) -> Segmenter:
-    return zoo.load(model_dir, backend="torch", device="cpu")
 
 
 def _resize_back(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:

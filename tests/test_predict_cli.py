@@ -9,14 +9,9 @@ import pytest
 from PIL import Image
 
 import zoo
-from tests.helpers_modeldir import shared_model_dir, smooth_image
+from tests.helpers_modeldir import smooth_image
 from zoo.cli import main as zoo_main
 from zoo.predict_cli import collect_inputs, main
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_model_dir(tmp_path_factory.getbasetemp(), num_classes=4)
 
 
 @pytest.fixture()

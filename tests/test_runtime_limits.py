@@ -11,22 +11,12 @@ import pytest
 from PIL import Image, ImageFile
 
 import zoo
-from tests.helpers_modeldir import shared_model_dir, smooth_image
+from tests.helpers_modeldir import smooth_image
 from zoo import preprocess
 from zoo.errors import BatchPredictionError
 from zoo.predict_cli import main as predict_main
 from zoo.preprocess import MAX_IMAGE_PIXELS, ImageTooLargeError
 from zoo.segmenter import Segmenter
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_model_dir(tmp_path_factory.getbasetemp(), num_classes=4)
-
-
-@pytest.fixture(scope="module")
-def seg(model_dir: Path) -> Segmenter:
-    return zoo.load(model_dir, backend="onnx", device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +49,10 @@ def test_default_limit_is_the_demos() -> None:
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
-def test_huge_png_fails_from_its_header(seg: Segmenter, huge_png: Path, no_decoding) -> None:
+def test_huge_png_fails_from_its_header(onnx_seg: Segmenter, huge_png: Path, no_decoding) -> None:
     assert huge_png.stat().st_size < 100_000
     with pytest.raises(ImageTooLargeError) as info:
-        seg.predict(huge_png)
+        onnx_seg.predict(huge_png)
     message = str(info.value)
     assert str(huge_png) in message and "10000x10000" in message
     assert "100.0 megapixels" in message and "limit of 50 megapixels" in message
@@ -83,12 +73,12 @@ def test_the_limit_is_configurable(model_dir: Path, tmp_path: Path) -> None:
     assert np.array_equal(exact.predict(tmp_path / "small.png"), expected)
 
 
-def test_a_bad_image_in_a_list_keeps_the_good_masks(seg: Segmenter, tmp_path: Path) -> None:
+def test_a_bad_image_in_a_list_keeps_the_good_masks(onnx_seg: Segmenter, tmp_path: Path) -> None:
     good = [smooth_image(48, 64, seed=s) for s in (1, 2)]
-    expected = [seg.predict(image) for image in good]
+    expected = [onnx_seg.predict(image) for image in good]
     missing = tmp_path / "missing.png"
     with pytest.raises(BatchPredictionError) as info:
-        seg.predict([good[0], missing, good[1]], batch_size=2)
+        onnx_seg.predict([good[0], missing, good[1]], batch_size=2)
     error = info.value
     assert isinstance(error, ValueError)  # callers catching ValueError keep working
     assert error.results[1] is None
@@ -124,7 +114,7 @@ def test_cli_refuses_a_huge_png_and_writes_the_others(
     assert "ok.png: 64x48 is" in capsys.readouterr().err
 
 
-def test_large_jpeg_is_decoded_at_reduced_scale(seg: Segmenter, tmp_path: Path) -> None:
+def test_large_jpeg_is_decoded_at_reduced_scale(onnx_seg: Segmenter, tmp_path: Path) -> None:
     path = tmp_path / "big.jpg"
     full = smooth_image(1600, 2000, seed=5)
     Image.fromarray(full).save(path, quality=95)
@@ -137,7 +127,7 @@ def test_large_jpeg_is_decoded_at_reduced_scale(seg: Segmenter, tmp_path: Path) 
     resized = np.asarray(Image.fromarray(full_decode).resize((500, 400), Image.BILINEAR))
     difference = np.abs(decoded.rgb.astype(np.int16) - resized.astype(np.int16))
     assert difference.mean() < 1.5 and difference.max() <= 8
-    assert seg.predict(path, max_side=500).shape == (1600, 2000)  # masks at the full size
+    assert onnx_seg.predict(path, max_side=500).shape == (1600, 2000)  # masks at the full size
 
 
 def test_reduced_decoding_follows_exif_rotation(tmp_path: Path) -> None:

@@ -10,39 +10,29 @@ import pytest
 from PIL import Image
 
 import zoo
-from tests.helpers_modeldir import shared_model_dir, smooth_image
+from tests.helpers_modeldir import smooth_image
 from zoo.errors import BatchPredictionError
 from zoo.predict_cli import main as predict_main
 from zoo.segmenter import Segmenter
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_model_dir(tmp_path_factory.getbasetemp(), num_classes=4)
-
-
-@pytest.fixture(scope="module")
-def seg(model_dir: Path) -> Segmenter:
-    return zoo.load(model_dir, backend="onnx", device="cpu")
-
-
-def test_repr_names_what_was_loaded_and_the_precision(seg: Segmenter, model_dir: Path) -> None:
-    text = repr(seg)
+def test_repr_names_what_was_loaded_and_the_precision(onnx_seg: Segmenter, model_dir: Path) -> None:
+    text = repr(onnx_seg)
     assert text.startswith(f"Segmenter({str(model_dir)!r}, ")
     assert "backend='onnx'" in text and "precision='fp32'" in text and "device='cpu'" in text
     assert "revision=" not in text  # a local directory has no Hub commit
 
 
-def test_predict_proba_takes_a_list(seg: Segmenter, tmp_path: Path) -> None:
+def test_predict_proba_takes_a_list(onnx_seg: Segmenter, tmp_path: Path) -> None:
     images = [smooth_image(48, 64, seed=1), smooth_image(48, 64, seed=2), smooth_image(30, 40)]
-    singles = [seg.predict_proba(image) for image in images]
-    many = seg.predict_proba(images, batch_size=2)
+    singles = [onnx_seg.predict_proba(image) for image in images]
+    many = onnx_seg.predict_proba(images, batch_size=2)
     assert isinstance(many, list) and len(many) == 3
     for single, batched in zip(singles, many, strict=True):
         assert batched.shape == single.shape
         np.testing.assert_allclose(batched, single, atol=1e-5)
     with pytest.raises(BatchPredictionError) as info:
-        seg.predict_proba([images[0], tmp_path / "absent.png"])
+        onnx_seg.predict_proba([images[0], tmp_path / "absent.png"])
     assert info.value.results[1] is None
     np.testing.assert_allclose(info.value.results[0], singles[0], atol=1e-5)
 
@@ -73,7 +63,7 @@ def test_cli_says_when_and_how_much_it_downscales(
 
 
 def test_cli_inputs_with_one_stem_get_distinct_documented_names(
-    seg: Segmenter, model_dir: Path, tmp_path: Path
+    onnx_seg: Segmenter, model_dir: Path, tmp_path: Path
 ) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
@@ -83,5 +73,7 @@ def test_cli_inputs_with_one_stem_get_distinct_documented_names(
     assert predict_main([str(folder), "--model", str(model_dir), "--out", str(out), "--quiet"]) == 0
     # inputs in sorted order: a.bmp keeps "a", a.png gets its suffix appended
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_png.png"]
-    assert np.array_equal(np.asarray(Image.open(out / "a.png")), seg.predict(folder / "a.bmp"))
-    assert np.array_equal(np.asarray(Image.open(out / "a_png.png")), seg.predict(folder / "a.png"))
+    assert np.array_equal(np.asarray(Image.open(out / "a.png")), onnx_seg.predict(folder / "a.bmp"))
+    assert np.array_equal(
+        np.asarray(Image.open(out / "a_png.png")), onnx_seg.predict(folder / "a.png")
+    )

@@ -16,28 +16,13 @@ import pytest
 from PIL import Image
 
 import zoo
-from tests.helpers_modeldir import shared_model_dir, smooth_image
+from tests.helpers_modeldir import smooth_image
 from zoo import preprocess
 from zoo.errors import ModelFileError, ModelNotAvailableError
 from zoo.modelfiles import ONNX_NAME, WEIGHTS_NAME
 from zoo.segmenter import Segmenter
 
 NUM_CLASSES = 4
-
-
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_model_dir(tmp_path_factory.getbasetemp(), num_classes=NUM_CLASSES)
-
-
-@pytest.fixture(scope="session")
-def onnx_seg(model_dir: Path) -> Segmenter:
-    return zoo.load(str(model_dir), backend="onnx", device="cpu")
-
-
-@pytest.fixture(scope="session")
-def torch_seg(model_dir: Path) -> Segmenter:
-    return zoo.load(model_dir, backend="torch", device="cpu")
 
 
 @pytest.fixture(scope="session")
