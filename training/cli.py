@@ -98,39 +98,52 @@ def _resumed_recipe(
     return recipe
 
 
-def _base_recipe(args: argparse.Namespace, main_rank: bool) -> Recipe:
+def _base_recipe(args: argparse.Namespace, main_rank: bool) -> tuple[Recipe, int | None]:
     """The named recipe, or with --arch the recipe for the user's dataset at --data-root
-    (checked whole first: every image and mask is read)."""
-    from training.recipes import custom_recipe, get_recipe, parse_value, split_overrides
+    (checked whole first: every image and mask is read), and the number of training images
+    it was derived from (None for a named recipe). The arguments are checked before the data
+    is read."""
+    from training.recipe_data import check_data_root
+    from training.recipes import custom_recipe, get_recipe, parse_overrides
+    from zoo.archs import ARCHITECTURES
+    from zoo.lookup import lookup
 
     if args.arch is None:
         if args.recipe is None:
             raise ValueError("give a RECIPE (zoo list recipes: zoo train --help) or --arch")
-        return get_recipe(args.recipe)
+        recipe = get_recipe(args.recipe)
+        parse_overrides(args.overrides, recipe)
+        if args.data_root is not None:
+            check_data_root(recipe, args.data_root)
+        return recipe, None
     if args.recipe is not None:
         if "=" not in args.recipe:
             raise ValueError(f"give a RECIPE ({args.recipe}) or --arch ({args.arch}), not both")
         args.overrides.insert(0, args.recipe)  # an override taken for the recipe name
+    lookup(ARCHITECTURES, args.arch, "arch")
+    given = parse_overrides(args.overrides)
     if args.data_root is None:
         raise ValueError("--arch trains on your own data: give --data-root")
-    given = split_overrides(args.overrides)
     name, images, sizes = _describe_data(
         args.data_root,
-        parse_value("image_column", given.get("image_column", "image")),
-        parse_value("mask_column", given.get("mask_column", "annotation")),
+        given.get("image_column", "image"),
+        given.get("mask_column", "annotation"),
         verbose=main_rank and not args.print_recipe,
     )
     # an iterations= override also sets what derives from it (warm-up, intervals)
-    iterations = parse_value("iterations", given["iterations"]) if "iterations" in given else None
-    recipe = custom_recipe(args.arch, args.loss, name, images, sizes, iterations)
-    if main_rank and not args.print_recipe:
-        height, width = recipe.crop_size
-        print(
-            f"recipe {recipe.name} from the data: crop {height}x{width}, {recipe.iterations} "
-            f"iterations of batch {recipe.batch_size}, lr {recipe.lr}, warm-up "
-            f"{recipe.warmup_iters} (before key=value overrides; --print-recipe shows all)"
-        )
-    return recipe
+    recipe = custom_recipe(args.arch, args.loss, name, images, sizes, given.get("iterations"))
+    return recipe, images
+
+
+def _recipe_line(recipe: Recipe, source: str, train_images: int | None) -> str:
+    """One line on the recipe a run of the user's data trains (after every override)."""
+    height, width = recipe.crop_size
+    whole = f" (all {train_images} training images)" if recipe.batch_size == train_images else ""
+    return (
+        f"recipe {recipe.name} {source}: crop {height}x{width}, {recipe.iterations} iterations "
+        f"of batch {recipe.batch_size}{whole}, lr {recipe.lr}, warm-up {recipe.warmup_iters} "
+        "(--print-recipe shows all)"
+    )
 
 
 def _describe_data(
@@ -165,28 +178,35 @@ def _describe_data(
 
 def _start_point(args: argparse.Namespace, main_rank: bool) -> tuple[Recipe, Path | bool | None]:
     """The recipe to train and what `Trainer.fit` resumes from: the checkpoint's recipe with
-    the overrides for --resume / --resume-from, else the named recipe with them."""
+    the overrides for --resume / --resume-from, else the named recipe with them. With --arch,
+    prints the recipe it trains (after every override)."""
     from training.checkpoints import load_checkpoint
     from training.recipes import apply_overrides
     from training.runs import find_resume_point
 
-    recipe = apply_overrides(_base_recipe(args, main_rank), args.overrides)
+    base, train_images = _base_recipe(args, main_rank)
+    recipe = apply_overrides(base, args.overrides)
+    resume: Path | bool | None = None
+    source = "from the data"
     if args.resume_from:
         path = Path(args.resume_from)
         checkpoint = load_checkpoint(path)
+        resume = path
     elif args.resume:
         if args.out is None:
             raise ValueError("--resume continues the run in --out: give --out")
         point = find_resume_point(args.out)
-        if point is None:
-            return recipe, True  # nothing to continue: a new run, if OUT holds none
-        path, checkpoint = point.path, point.checkpoint
-        for problem in point.skipped if main_rank else []:
-            print(f"zoo train: warning: {problem}; using {path}", file=sys.stderr)
-    else:
-        return recipe, None
-    recipe = _resumed_recipe(recipe.name, args.overrides, checkpoint, path, args.allow_override)
-    return recipe, path
+        resume = True if point is None else point.path  # True: a new run, if OUT holds none
+        if point is not None:
+            path, checkpoint = point.path, point.checkpoint
+            for problem in point.skipped if main_rank else []:
+                print(f"zoo train: warning: {problem}; using {path}", file=sys.stderr)
+    if isinstance(resume, Path):
+        recipe = _resumed_recipe(recipe.name, args.overrides, checkpoint, path, args.allow_override)
+        source = f"from {path}"
+    if args.arch is not None and main_rank and not args.print_recipe:
+        print(_recipe_line(recipe, source, train_images))
+    return recipe, resume
 
 
 def train_main(argv: list[str]) -> int:
@@ -195,6 +215,12 @@ def train_main(argv: list[str]) -> int:
     main_rank = os.environ.get("RANK", "0") == "0"
     if args.resume and args.overwrite:
         return _fail("zoo train", "--resume continues the run in --out, --overwrite deletes it")
+    if not args.print_recipe:
+        for option in ("data_root", "out"):
+            if getattr(args, option) is None:
+                return _fail("zoo train", f"--{option.replace('_', '-')} is required to train")
+        if not Path(args.data_root).is_dir() and not args.data_root.startswith("hf:"):
+            return _fail("zoo train", f"--data-root {args.data_root} is not a folder")
     try:
         recipe, resume = _start_point(args, main_rank)
     except USER_ERRORS as error:
@@ -204,13 +230,9 @@ def train_main(argv: list[str]) -> int:
 
         print(json.dumps(recipe.to_dict(), indent=2))
         return 0
-    for option in ("data_root", "out"):
-        if getattr(args, option) is None:
-            return _fail("zoo train", f"--{option.replace('_', '-')} is required to train")
     data_root = Path(args.data_root)
-    if not data_root.is_dir() and not args.data_root.startswith("hf:"):
-        return _fail("zoo train", f"--data-root {data_root} is not a folder")
     from training.trainer import Trainer
+    from zoo.models import BackboneDownloadError
 
     try:
         trainer = Trainer(
@@ -221,6 +243,8 @@ def train_main(argv: list[str]) -> int:
             command=shlex.join(["zoo", "train", *argv]),
         )
         result = trainer.fit(resume, overwrite=args.overwrite)
+    except BackboneDownloadError as error:  # or start from weights that need no download
+        return _fail("zoo train", f"{error} Or fine-tune with init=MODEL_ID (zoo list).")
     except USER_ERRORS as error:
         return _fail("zoo train", error)
     if result and main_rank:

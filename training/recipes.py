@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import typing
 from dataclasses import dataclass, fields
 from typing import Any
@@ -284,24 +285,31 @@ def split_overrides(overrides: list[str]) -> dict[str, str]:
     return items
 
 
-def apply_overrides(recipe: Recipe, overrides: list[str] | dict[str, Any]) -> Recipe:
-    """A copy of `recipe` with `key=value` overrides applied, type-checked and validated."""
+def parse_overrides(
+    overrides: list[str] | dict[str, Any], recipe: Recipe | None = None
+) -> dict[str, Any]:
+    """`key=value` overrides as {key: typed value}; ValueError for an unknown key, a key the
+    recipe is defined by (`FIXED_FIELDS`) or a value of the wrong type. Needs no recipe, so a
+    command line is checked before any data is read."""
     given = overrides if isinstance(overrides, dict) else split_overrides(overrides)
-    items = list(given.items())
     valid = [f.name for f in fields(Recipe)]
     changes: dict[str, Any] = {}
-    for key, value in items:
+    for key, value in given.items():
         if key not in valid:
             close = difflib.get_close_matches(key, valid, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             settable = ", ".join(k for k in valid if k not in FIXED_FIELDS)
             raise ValueError(f"unknown recipe key {key!r}{hint}; settable keys: {settable}")
         if key in FIXED_FIELDS:
-            raise ValueError(
-                f"{key} is fixed by the recipe ({getattr(recipe, key)!r}); choose another recipe"
-            )
+            fixed = f" ({getattr(recipe, key)!r})" if recipe is not None else ""
+            raise ValueError(f"{key} is fixed by the recipe{fixed}; choose another recipe")
         changes[key] = parse_value(key, value) if isinstance(value, str) else value
-    new = dataclasses.replace(recipe, **changes)
+    return changes
+
+
+def apply_overrides(recipe: Recipe, overrides: list[str] | dict[str, Any]) -> Recipe:
+    """A copy of `recipe` with `key=value` overrides applied, type-checked and validated."""
+    new = dataclasses.replace(recipe, **parse_overrides(overrides, recipe))
     new.validate()
     return new
 
@@ -340,6 +348,7 @@ __all__ = [
     "apply_overrides",
     "get_recipe",
     "list_recipes",
+    "parse_overrides",
     "parse_value",
     "recipes_markdown",
 ]
@@ -348,8 +357,24 @@ __all__ = [
 # A user's own dataset (`zoo train --arch A --data-root DATA`): defaults for small datasets.
 CUSTOM_EPOCHS = 50  # iterations = this many passes over the training images, clamped below
 CUSTOM_ITERATIONS = (200, 40_000)
-CUSTOM_BATCH = 8
+CUSTOM_BATCH = 8  # at most: a training set of fewer images trains with batches of all of them
 CUSTOM_MAX_CROP = 512
+CUSTOM_MAX_WORKERS = 4
+
+
+def custom_workers() -> int:
+    """DataLoader workers for a user's dataset: `CUSTOM_MAX_WORKERS`, at most one per CPU this
+    process may run on."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(CUSTOM_MAX_WORKERS, cpus))
+
+
+def custom_batch(train_images: int) -> int:
+    """The batch for a user's dataset: `CUSTOM_BATCH`, or all its training images if fewer."""
+    return max(1, min(CUSTOM_BATCH, train_images))
 
 
 def custom_crop(sizes: list[tuple[int, int]]) -> tuple[int, int]:
@@ -370,20 +395,22 @@ def custom_recipe(
     iterations: int | None = None,
 ) -> Recipe:
     """The recipe for `arch` on a user's dataset of `train_images` images of `sizes`:
-    crop from the data, iterations from its size (`CUSTOM_EPOCHS` passes) unless given,
-    warm-up, evaluation, checkpoint and log intervals from the iterations. Override any field
-    with key=value."""
+    crop from the data, batch at most the training set (`custom_batch`), iterations from its
+    size (`CUSTOM_EPOCHS` passes) unless given, warm-up, evaluation, checkpoint and log
+    intervals from the iterations, workers from the CPUs (`custom_workers`). Override any
+    field with key=value."""
     lookup(ARCHITECTURES, arch, "arch")
     lookup(LOSSES, loss, "loss")
+    batch = custom_batch(train_images)
     if iterations is None:
-        iterations = -(-CUSTOM_EPOCHS * train_images // CUSTOM_BATCH)
+        iterations = -(-CUSTOM_EPOCHS * train_images // batch)
         iterations = min(max(iterations, CUSTOM_ITERATIONS[0]), CUSTOM_ITERATIONS[1])
     every = max(1, iterations // 5)
     values: dict[str, Any] = dict(
-        crop_size=custom_crop(sizes), batch_size=CUSTOM_BATCH, iterations=iterations,
+        crop_size=custom_crop(sizes), batch_size=batch, iterations=iterations,
         lr=0.01, warmup_iters=min(500, iterations // 10), eval_interval=every,
         checkpoint_interval=every, log_interval=min(50, max(1, iterations // 50)),
-        eval_mode="whole",
+        eval_mode="whole", workers=custom_workers(),
     )  # fmt: skip
     values.update(ARCH_TWEAKS[arch])
     values.update(LOSS_SETTINGS[loss])

@@ -112,9 +112,11 @@ class Trainer:
         n = len(self.train_set)  # type: ignore[arg-type]
         self.batches_per_epoch = (n // world) // self.micro_batch
         if self.batches_per_epoch < 1:
+            fits = (n // world) * world * r.grad_accum  # micro-batches of n // world images
+            hint = f"use batch_size={fits}" if fits else f"use at most {n} process(es)"
             raise ValueError(
                 f"the training set has {n} images: too few for {world} process(es) x "
-                f"micro-batch {self.micro_batch}"
+                f"micro-batch {self.micro_batch}; {hint}"
             )
         torch.manual_seed(r.seed)  # same initial weights on every rank
         random.seed(r.seed)

@@ -17,6 +17,11 @@ from torch import nn
 from zoo.archs import Architecture, archs_with_aux, get_architecture
 
 
+class BackboneDownloadError(OSError, RuntimeError):
+    """The ImageNet backbone weights could not be downloaded: an environment problem (an
+    OSError, which the CLIs report in one line); a RuntimeError for older callers."""
+
+
 def has_aux_head(arch: str) -> bool:
     """Whether `arch` has an auxiliary head (`aux_loss=True` is allowed)."""
     return get_architecture(arch).has_aux
@@ -65,7 +70,7 @@ def build_model(
     except OSError as error:  # URLError, connection and hub errors are OSErrors
         if not pretrained_backbone:
             raise
-        raise RuntimeError(
+        raise BackboneDownloadError(
             f"could not download the ImageNet backbone weights for {arch} "
             f"({row.backbone_weights}): {error}. Connect to the internet, pre-fill the "
             "torch hub / Hugging Face cache, or use pretrained_backbone=False."

@@ -1,0 +1,144 @@
+"""`zoo train` on your own data as README's "Your own data" has a newcomer run it: a small
+folder dataset, a recipe derived from it, a built-in recipe on the wrong data, no network."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+from pathlib import Path
+
+import pytest
+
+from tests.test_folder_dataset import make_folder_dataset
+from training.cli import train_main
+from training.trainer import Trainer
+
+BUILT_IN = "lraspp_mbv3_synthcity_cpg"
+QUICK = ["device=cpu", "workers=0", "amp=none", "threads=1", "crop_size=32,32",
+         "eval_interval=1", "checkpoint_interval=1", "log_interval=1"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def six_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3-class folder dataset with 6 training images (fewer than the default batch of 8)."""
+    root = tmp_path_factory.mktemp("data") / "mydata"
+    return make_folder_dataset(root, n_train=6, n_val=2, size=(32, 48))
+
+
+@pytest.fixture
+def no_fit(monkeypatch: pytest.MonkeyPatch) -> list[Trainer]:
+    """Trainer.fit replaced by a recorder: the CLI runs up to the training loop."""
+    started: list[Trainer] = []
+
+    def record(self: Trainer, *args, **kwargs) -> dict:
+        started.append(self)
+        return {}
+
+    monkeypatch.setattr(Trainer, "fit", record)
+    return started
+
+
+def _recipe_line(out: str) -> str:
+    lines = [line for line in out.splitlines() if line.startswith("recipe ")]
+    assert len(lines) == 1, out
+    return lines[0]
+
+
+def test_derived_batch_fits_a_small_training_set(six_images: Path, tmp_path: Path, capsys,
+                                                 no_fit: list[Trainer]) -> None:  # fmt: skip
+    argv = ["--arch", "lraspp_mbv3", "--data-root", str(six_images), "--out", str(tmp_path / "r"),
+            f"init={BUILT_IN}", "iterations=20", "device=cpu"]  # fmt: skip
+    assert train_main(argv) == 0, capsys.readouterr().err
+    assert no_fit[0].recipe.batch_size == 6
+    line = _recipe_line(capsys.readouterr().out)
+    assert "20 iterations of batch 6 (all 6 training images)" in line
+
+
+def test_a_batch_too_big_for_the_data_suggests_one(six_images: Path, tmp_path: Path,
+                                                   capsys) -> None:  # fmt: skip
+    argv = ["--arch", "lraspp_mbv3", "--data-root", str(six_images), "--out", str(tmp_path / "r"),
+            "batch_size=8", "iterations=2", *QUICK, "--no-progress"]  # fmt: skip
+    assert train_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("zoo train: error: the training set has 6 images")
+    assert "batch_size=6" in err and len(err.splitlines()) == 1
+
+
+def test_a_named_recipe_refuses_a_custom_data_root(six_images: Path, tmp_path: Path, capsys,
+                                                   no_fit: list[Trainer]) -> None:  # fmt: skip
+    out = tmp_path / "r"
+    argv = [BUILT_IN, "--data-root", str(six_images), "--out", str(out), "iterations=2"]
+    assert train_main(argv) == 2
+    assert not no_fit and not out.exists()
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("zoo train: error: recipe lraspp_mbv3_synthcity_cpg is for dataset "
+                          "synthcity")  # fmt: skip
+    assert "custom dataset" in err and f"--arch lraspp_mbv3 [init={BUILT_IN}]" in err
+
+
+def test_backbone_download_failure_is_one_line(six_images: Path, tmp_path: Path, capsys,
+                                               monkeypatch) -> None:  # fmt: skip
+    import torchvision.models._api as api
+
+    def no_download(*args, **kwargs):
+        raise urllib.error.URLError("no network in this test")
+
+    monkeypatch.setattr(api, "load_state_dict_from_url", no_download)
+    argv = ["--arch", "lraspp_mbv3", "--data-root", str(six_images), "--out", str(tmp_path / "r"),
+            "iterations=2", "batch_size=2", *QUICK, "--no-progress"]  # fmt: skip
+    assert train_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("zoo train: error: could not download the ImageNet backbone weights "
+                          "for lraspp_mbv3")  # fmt: skip
+    assert "pretrained_backbone=False" in err
+
+
+def test_the_printed_recipe_has_every_override(six_images: Path, tmp_path: Path, capsys,
+                                               no_fit: list[Trainer]) -> None:  # fmt: skip
+    argv = ["--arch", "lraspp_mbv3", "--data-root", str(six_images), "--out", str(tmp_path / "r"),
+            "iterations=20", "batch_size=4", "lr=0.02", "crop_size=16,16"]  # fmt: skip
+    assert train_main(argv) == 0, capsys.readouterr().err
+    line = _recipe_line(capsys.readouterr().out)
+    assert "crop 16x16, 20 iterations of batch 4, lr 0.02" in line
+    assert "before key=value" not in line
+
+
+def test_resume_prints_the_checkpoints_recipe(six_images: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "r"
+    argv = ["--arch", "lraspp_mbv3", "--data-root", str(six_images), "--out", str(run),
+            "iterations=1", "batch_size=2", "pretrained_backbone=false", *QUICK,
+            "--no-progress"]  # fmt: skip
+    assert train_main(argv) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert train_main([*argv, "--resume"]) == 0, capsys.readouterr().err
+    line = _recipe_line(capsys.readouterr().out)
+    assert "1 iterations of batch 2" in line and str(run / "last.pt") in line
+
+
+@pytest.mark.parametrize(("cpus", "workers"), [({0, 1}, 2), (set(range(16)), 4), ({0}, 1)])
+def test_derived_workers_fit_the_machine(six_images: Path, capsys, monkeypatch, cpus: set[int],
+                                         workers: int) -> None:  # fmt: skip
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cpus, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: len(cpus))
+    assert train_main(["--arch", "lraspp_mbv3", "--data-root", str(six_images),
+                       "--print-recipe"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["workers"] == workers
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--arch", "lraspp"], "unknown arch 'lraspp'"),
+        (["--arch", "lraspp_mbv3", "iteratons=5"], "unknown recipe key 'iteratons'"),
+        (["--arch", "lraspp_mbv3", "iterations=many"], "iterations: expected an integer"),
+    ],
+)
+def test_bad_arguments_fail_before_the_data_is_read(six_images: Path, tmp_path: Path, capsys,
+                                                    extra: list[str], message: str) -> None:
+    argv = [*extra, "--data-root", str(six_images), "--out", str(tmp_path / "r")]
+    assert train_main(argv) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert captured.out == ""  # nothing scanned or printed about the dataset
