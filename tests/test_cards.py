@@ -15,9 +15,9 @@ import zoo
 from zoo import card_parts
 from zoo.card_parts import BIBTEX
 from zoo.cards import (
-    card_for_repo,
     generate_registry_cards,
     registry_card,
+    repo_card_text,
     write_card,
 )
 from zoo.cli import card_main as main
@@ -218,18 +218,20 @@ def test_card_of_a_directory_loads_that_directory(tmp_path, monkeypatch):
     assert f'str(PACKAGED_MODELS_DIR / "{BUILT_IN_ID}" / "model.onnx")' in built_in
 
 
-def test_push_rewrites_a_generated_local_card_for_its_repo(tmp_path):
-    """The card `zoo card DIR` wrote loads DIR: a push replaces it with the repo's card, but
-    keeps a hand-edited one."""
+def test_repo_card_replaces_a_generated_local_card_and_writes_nothing(tmp_path):
+    """A push uploads a card loading from its repo in place of a missing card or of the one
+    `zoo card DIR` wrote (it loads DIR), keeps a hand-edited one, and writes nothing."""
     directory = _model_dir(tmp_path, EVAL)
-    assert card_for_repo(directory, "my-org/first")  # no card yet
-    assert 'zoo.load("hf-hub:my-org/first")' in (directory / CARD_NAME).read_text()
-    write_card(directory)  # the local card of `zoo card DIR`
-    assert card_for_repo(directory, "my-org/street-model")
-    assert 'zoo.load("hf-hub:my-org/street-model")' in (directory / CARD_NAME).read_text()
-    edited = write_card(directory).read_text() + "\nNotes by the author.\n"
+    text = repo_card_text(directory, "my-org/first")  # no card yet
+    assert text is not None and 'zoo.load("hf-hub:my-org/first")' in text
+    assert not (directory / CARD_NAME).exists()
+    local = write_card(directory).read_text()  # the local card of `zoo card DIR`
+    text = repo_card_text(directory, "my-org/street-model")
+    assert text is not None and 'zoo.load("hf-hub:my-org/street-model")' in text
+    assert (directory / CARD_NAME).read_text() == local
+    edited = local + "\nNotes by the author.\n"
     (directory / CARD_NAME).write_text(edited)
-    assert not card_for_repo(directory, "my-org/street-model")
+    assert repo_card_text(directory, "my-org/street-model") is None
     assert (directory / CARD_NAME).read_text() == edited
 
 

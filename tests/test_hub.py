@@ -249,16 +249,55 @@ def test_push_rejects_invalid_model_dirs(hub, model_dirs, tmp_path, capsys):
     assert not (hub.mirrors / "models" / repo).exists(), "nothing is created for a bad dir"
 
 
-def test_push_writes_a_missing_card(hub, model_dirs, tmp_path):
+def _tree(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_push_uploads_the_repo_card_and_leaves_the_directory_alone(hub, model_dirs, tmp_path):
+    """The Hub copy gets a card that loads from its repo; the local directory is not touched
+    (no card is written, a local card keeps loading the local directory), and a hand-edited
+    card goes up as it is."""
     import shutil
 
-    directory = tmp_path / "nocard"
+    directory = tmp_path / "mine"
     shutil.copytree(model_dirs[0], directory)
     (directory / CARD_NAME).unlink()
+    before = _tree(directory)
     push_model_dir(directory, f"{ORG}/nocard")
+    assert _tree(directory) == before, "a push wrote into the model directory"
     pulled = download_model(f"{ORG}/nocard", backend="onnx")
-    assert (pulled / CARD_NAME).read_text() == (directory / CARD_NAME).read_text()
+    assert f'zoo.load("hf-hub:{ORG}/nocard")' in (pulled / CARD_NAME).read_text()
     assert set(UPLOAD_FILES) >= {p.name for p in pulled.iterdir()}
+
+    write_card(directory)  # `zoo card DIR`: usage loads the directory
+    before = _tree(directory)
+    push_model_dir(directory, f"{ORG}/localcard")
+    assert _tree(directory) == before, "a push rewrote the local card"
+    pulled = download_model(f"{ORG}/localcard", backend="onnx")
+    assert f'zoo.load("hf-hub:{ORG}/localcard")' in (pulled / CARD_NAME).read_text()
+
+    edited = before[CARD_NAME] + b"\nNotes by the author.\n"
+    (directory / CARD_NAME).write_bytes(edited)
+    push_model_dir(directory, f"{ORG}/edited")
+    assert (download_model(f"{ORG}/edited") / CARD_NAME).read_bytes() == edited
+    assert (directory / CARD_NAME).read_bytes() == edited
+
+
+def test_a_failed_push_leaves_the_local_card_alone(model_dirs, tmp_path, monkeypatch, capsys):
+    """A push to an unreachable Hub fails with one line and changes nothing locally (it used
+    to rewrite README.md to load from the repo that was never created)."""
+    import shutil
+
+    from tests.helpers_hub import point_hub_client
+
+    point_hub_client(monkeypatch, "http://127.0.0.1:9", tmp_path / "hf-home")  # refused
+    directory = tmp_path / "mine"
+    shutil.copytree(model_dirs[0], directory)
+    write_card(directory)
+    before = _tree(directory)
+    assert push_main([str(directory), "--repo", "me/other", "--tag", "v1"]) == 1
+    assert "cannot reach http://127.0.0.1:9" in capsys.readouterr().err
+    assert _tree(directory) == before, "a failed push changed the model directory"
 
 
 def test_hub_loads_record_the_resolved_commit(

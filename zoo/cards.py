@@ -135,21 +135,21 @@ def write_card(model_dir: str | Path, repo_id: str | None = None, builtin: bool 
     return path
 
 
-def card_for_repo(model_dir: str | Path, repo_id: str) -> bool:
-    """Before a push to `repo_id`: write the card whose usage loads from that repo, when
-    `model_dir` has no card or the one `zoo card` generated for the local directory (its usage
-    would load a local path on the Hub). A hand-edited card is kept. True if written."""
+def repo_card_text(model_dir: str | Path, repo_id: str) -> str | None:
+    """The card a push of `model_dir` to `repo_id` uploads in place of its README.md: one
+    whose usage loads from that repo, when the directory has no card or the one `zoo card`
+    generated for the local directory (its usage would load a local path on the Hub). None
+    when the card is hand-edited: it goes up as it is. Writes nothing: the directory's own
+    card keeps describing the directory."""
     directory = Path(model_dir)
     path = directory / CARD_NAME
+    config = ModelConfig.load(directory)
+    eval_data, files = read_eval(directory), _present_files(directory)
     if path.is_file():
-        config = ModelConfig.load(directory)
-        local = render_card(
-            config, read_eval(directory), _present_files(directory), None, directory
-        )
+        local = render_card(config, eval_data, files, None, directory)
         if path.read_text() != str(local):
-            return False
-    write_card(directory, repo_id=repo_id)
-    return True
+            return None
+    return str(render_card(config, eval_data, files, repo_id, directory))
 
 
 def _spec_recipe(model_id: str) -> dict[str, Any]:

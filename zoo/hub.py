@@ -268,40 +268,45 @@ def push_model_dir(
     token: str | None = None,
     commit_message: str | None = None,
 ) -> str:
-    """Upload a model directory to Hub repo `repo_id`; return the commit sha.
+    """Upload a model directory to Hub repo `repo_id` in one commit; return its sha.
 
     Creates the repo if needed (`private` applies only then) and branch `revision` if it does
-    not exist yet, uploads only the model-directory files (`UPLOAD_FILES`), and tags the
-    commit with `tag` if given (an existing tag is an error: tags pin releases). A missing
-    `README.md`, or one `zoo card` generated for the local directory, is (re)written first
-    with `zoo.cards` so that its usage loads from `repo_id`; a hand-edited one is kept.
-    Raises ValueError for a bad directory or a reused tag, and ConnectionError ("cannot reach
-    <endpoint>: <reason>") when the Hub cannot be reached.
+    not exist yet, uploads only the model-directory files (`UPLOAD_FILES`), deletes those the
+    directory lacks, and tags the commit with `tag` if given (an existing tag is an error:
+    tags pin releases). In place of a missing `README.md`, or of the one `zoo card` generated
+    for the local directory, the commit carries a card whose usage loads from `repo_id`
+    (rendered in memory); a hand-edited card goes up as it is. The local directory is never
+    changed: its card keeps loading the directory, and a failed push leaves nothing behind.
+    Raises ValueError for a bad directory or a reused tag, and ConnectionError ("cannot
+    reach <endpoint>: <reason>") when the Hub cannot be reached.
     """
-    from huggingface_hub import HfApi
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
     from huggingface_hub.errors import HfHubHTTPError
+
+    from zoo.cards import repo_card_text
 
     directory = Path(model_dir)
     config = validate_model_dir(directory)
-    from zoo.cards import card_for_repo
-
-    if card_for_repo(directory, repo_id):  # missing, or generated with local usage
-        logger.info("wrote the model card for %s to %s", repo_id, directory / CARD_NAME)
-    files = [name for name in UPLOAD_FILES if (directory / name).is_file()]
+    card = repo_card_text(directory, repo_id)  # None: the directory's own card goes up
+    files = [n for n in UPLOAD_FILES if (directory / n).is_file() or (n == CARD_NAME and card)]
+    contents: dict[str, Path | bytes] = {name: directory / name for name in files}
+    if card is not None:
+        contents[CARD_NAME] = card.encode()
+    additions = [CommitOperationAdd(name, content) for name, content in contents.items()]
     api = HfApi(token=token)
     label = config.model_id or f"{config.arch} {config.dataset}"
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         if revision is not None and revision != "main":
             api.create_branch(repo_id, branch=revision, exist_ok=True)
-        commit = api.upload_folder(
-            repo_id=repo_id,
-            folder_path=directory,
+        # A file the new directory lacks (say model.int8.onnx of the previous weights) must
+        # not survive at the new revision: it would no longer match the weights.
+        stale = set(api.list_repo_files(repo_id, revision=revision)) & set(UPLOAD_FILES)
+        deletions = [CommitOperationDelete(path_in_repo=name) for name in sorted(stale - {*files})]
+        commit = api.create_commit(
+            repo_id,
+            operations=[*deletions, *additions],
             revision=revision,
-            allow_patterns=files,
-            # A file the new directory lacks (say model.int8.onnx of the previous weights)
-            # must not survive at the new revision: it would no longer match the weights.
-            delete_patterns=[name for name in UPLOAD_FILES if name not in files],
             commit_message=commit_message or f"Upload {label} ({', '.join(files)})",
         )
     except HfHubHTTPError:

@@ -13,8 +13,9 @@ def push_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="zoo push",
         description="Upload a model directory to a Hugging Face Hub repo (created if needed). "
-        f"Only the model-directory files ({', '.join(ALL_FILES)}) go up. "
-        "HF_ENDPOINT selects the server.",
+        f"Only the model-directory files ({', '.join(ALL_FILES)}) go up, in one commit. "
+        "A missing or `zoo card`-generated README.md goes up as a card that loads from the "
+        "repo; the local directory is not changed. HF_ENDPOINT selects the server.",
     )
     parser.add_argument("model_dir", help="model directory written by `zoo export`")
     parser.add_argument("--repo", required=True, help="Hub repo id, e.g. cpg-zoo/lraspp_mbv3_...")
