@@ -116,7 +116,8 @@ def test_custom_recipe_from_the_data(tmp_path: Path, capsys) -> None:
     assert recipe["crop_size"] == [288, 512]  # 300 -> multiple of 16; 700 -> capped at 512
     assert recipe["iterations"] == 200  # 50 epochs x 24 images / batch 8 = 150 -> minimum 200
     assert recipe["dataset"] == "custom" and recipe["cpg_lambda"] == 1.0
-    assert train_main(["--arch", "lraspp_mbv3", "--data-root", str(tmp_path)]) == 2
+    not_a_dataset = ["--arch", "lraspp_mbv3", "--data-root", str(tmp_path), "--print-recipe"]
+    assert train_main(not_a_dataset) == 2
     assert "not a dataset of your own" in capsys.readouterr().err
 
 
