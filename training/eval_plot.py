@@ -8,9 +8,8 @@ bars, drawn with matplotlib (the `plot` extra).
 from __future__ import annotations
 
 import argparse
-import os
+import io
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -96,16 +95,13 @@ def plot_eval(result: dict[str, Any], path: str | Path, source: str = "the resul
 
 
 def _save(figure: Any, path: Path) -> Path:
-    """`figure.savefig` into a temporary file beside `path`, then renamed over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            figure.savefig(stream, format="png", dpi=100)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    """`figure.savefig` into memory, then `zoo.fileio.write_bytes_atomic` (the one atomic
+    writer: temp file + rename, the umask's usual mode)."""
+    from zoo.fileio import write_bytes_atomic
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 
