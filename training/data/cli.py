@@ -15,9 +15,12 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser(
         "check",
-        help="validate a folder dataset (dataset.json, images/, masks/) and summarise it",
+        help="validate your data as `zoo train --data-root` reads it (a folder with "
+        "dataset.json, images/, masks/, or a Hugging Face dataset) and summarise it",
     )
-    check.add_argument("root", help="dataset folder holding dataset.json")
+    check.add_argument("root", help="dataset folder, save_to_disk folder or hf:<id>")
+    check.add_argument("--image-column", default="image", help="Hugging Face image column")
+    check.add_argument("--mask-column", default="annotation", help="Hugging Face mask column")
 
     prepare = commands.add_parser(
         "prepare", help="convert raw labels to train-id PNGs once (safe to run again)"
@@ -44,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "check":
-            _check(args.root)
+            _check(args.root, args.image_column, args.mask_column)
         elif args.command == "prepare":
             from training.data.prepare import prepare_dataset
 
@@ -69,13 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _check(root: str) -> None:
+def _check(root: str, image_column: str, mask_column: str) -> None:
     from tqdm import tqdm
 
-    from training.data.folder import check_folder_dataset, format_summary
+    from training.data.check import check_data_root
+    from training.data.folder import format_summary
 
     with tqdm(desc="checking", unit="pair", disable=not sys.stderr.isatty()) as bar:
-        spec, summaries = check_folder_dataset(root, on_pair=bar.update)
+        spec, summaries = check_data_root(root, image_column, mask_column, on_item=bar.update)
     print(format_summary(spec, summaries))
 
 

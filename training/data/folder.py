@@ -47,6 +47,7 @@ class FolderSpec:
 
     info: DatasetInfo
     label_values: dict[int, int] = field(default_factory=dict)  # raw mask value -> class id
+    palette_given: bool = False  # "palette" in dataset.json (else made: RGB masks cannot match)
 
     @property
     def num_classes(self) -> int:
@@ -131,7 +132,7 @@ def read_spec(root: str | Path) -> FolderSpec:
         palette=tuple((c[0], c[1], c[2]) for c in palette),
         ignore_index=ignore,
     )
-    return FolderSpec(info, label_values)
+    return FolderSpec(info, label_values, palette_given="palette" in data)
 
 
 @dataclass(frozen=True)
@@ -172,18 +173,24 @@ def find_pairs(root: str | Path, split: str) -> list[Pair]:
                     "serve both; rename one"
                 )
             images[name] = path
-    masks = {
-        p.relative_to(mask_folder).with_suffix("").as_posix(): p
-        for p in sorted(mask_folder.rglob("*"))
-        if p.is_file() and p.suffix.lower() == ".png"
-    }
+    masks: dict[str, Path] = {}
+    not_png: dict[str, Path] = {}  # other image files among the masks (e.g. a .jpg)
+    for path in sorted(mask_folder.rglob("*")):
+        if path.is_file() and preprocess.is_image_file(path):
+            name = path.relative_to(mask_folder).with_suffix("").as_posix()
+            (masks if path.suffix.lower() == ".png" else not_png)[name] = path
     if not images:
         suffixes = "/".join(sorted(preprocess.IMAGE_EXTENSIONS))
         raise DatasetLayoutError(
             f"split {split!r} is empty: no {suffixes} images under {image_folder}"
         )
     problems = []
-    if lonely := [images[n] for n in sorted(images.keys() - masks.keys())]:
+    if wrong := [not_png[n] for n in sorted((images.keys() - masks.keys()) & not_png.keys())]:
+        problems.append(
+            f"{len(wrong)} mask(s) not saved as .png: {_listed(wrong)}; masks must be .png "
+            "(lossless: JPEG compression changes class ids); save them as .png"
+        )
+    if lonely := [images[n] for n in sorted(images.keys() - masks.keys() - not_png.keys())]:
         problems.append(f"{len(lonely)} image(s) without a mask ({mask_folder}): {_listed(lonely)}")
     if lonely := [masks[n] for n in sorted(masks.keys() - images.keys())]:
         problems.append(f"{len(lonely)} mask(s) without an image: {_listed(lonely)}")
@@ -201,6 +208,12 @@ def mask_to_ids(image: Image.Image, spec: FolderSpec, path: str) -> np.ndarray:
     """A decoded mask (any supported mode) as int64 class ids; errors name `path`."""
     ignore = spec.info.ignore_index
     if image.mode in ("RGB", "RGBA"):
+        if not spec.palette_given:
+            raise DatasetFileError(
+                f'RGB mask {path} needs a "palette" in {SPEC_NAME} (one [r, g, b] per class, in '
+                "class order) to map its colours to classes; or save masks as single-channel "
+                'PNGs of class ids (raw values mapped by "label_values")'
+            )
         rgb = np.asarray(image.convert("RGB"), dtype=np.int64)
         codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
         palette = np.asarray(spec.info.palette, np.int64)
@@ -253,6 +266,13 @@ class SplitSummary:
     class_pixels: np.ndarray | None = None
     ignored_pixels: int = 0
 
+    def add(self, size: tuple[int, int], counts: np.ndarray, ignored: int) -> None:
+        """Count one checked image (its size, per-class pixels and ignored pixels)."""
+        self.images += 1
+        self.sizes[size] += 1
+        self.class_pixels = counts if self.class_pixels is None else self.class_pixels + counts
+        self.ignored_pixels += ignored
+
 
 def check_pair(pair: Pair, spec: FolderSpec) -> tuple[tuple[int, int], np.ndarray, int]:
     """Validate one pair (image readable, mask valid, same size): its size, per-class pixel
@@ -267,9 +287,14 @@ def check_pair(pair: Pair, spec: FolderSpec) -> tuple[tuple[int, int], np.ndarra
             f"image {pair.image} is {size[1]}x{size[0]} but its mask {pair.mask} is "
             f"{mask.shape[1]}x{mask.shape[0]} (width x height)"
         )
+    return (size, *class_counts(mask, spec))
+
+
+def class_counts(mask: np.ndarray, spec: FolderSpec) -> tuple[np.ndarray, int]:
+    """Pixels per class of a class-id mask, and its ignored pixels."""
     valid = mask[mask != spec.info.ignore_index]
     counts = np.bincount(valid.ravel(), minlength=spec.num_classes)
-    return size, counts, int(mask.size - valid.size)
+    return counts, int(mask.size - valid.size)
 
 
 def check_folder_dataset(
@@ -294,13 +319,9 @@ def check_folder_dataset(
         )
     summaries: dict[str, SplitSummary] = {}
     for split in found:
-        summary = SplitSummary(class_pixels=np.zeros(spec.num_classes, np.int64))
+        summary = SplitSummary()
         for pair in find_pairs(root, split):
-            size, counts, ignored = check_pair(pair, spec)
-            summary.images += 1
-            summary.sizes[size] += 1
-            summary.class_pixels += counts
-            summary.ignored_pixels += ignored
+            summary.add(*check_pair(pair, spec))
             if on_pair is not None:
                 on_pair()
         summaries[split] = summary
