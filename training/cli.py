@@ -152,27 +152,21 @@ def _describe_data(
     """(name, training images, image sizes) of a user's dataset, after checking it."""
     import re
 
-    from training.data.folder import check_folder_dataset, format_summary, is_folder_dataset
-    from training.data.hf import HFSegmentationDataset, is_hf_dataset
+    from training.data.check import check_data_root
+    from training.data.folder import format_summary, is_folder_dataset
+    from training.data.hf import is_hf_dataset
 
-    if is_hf_dataset(root):
-        train_set = HFSegmentationDataset(root, "train", None, image_column, mask_column)
-        HFSegmentationDataset(root, "val", None, image_column, mask_column)  # present?
-        rows = train_set.table.select(range(min(64, len(train_set))))
-        sizes = [(image.height, image.width) for image in rows[image_column]]
-        name, images = train_set.info.name, len(train_set)
-    elif is_folder_dataset(root):
-        spec, summaries = check_folder_dataset(root, required=("train", "val"))
-        if verbose:
-            print(format_summary(spec, summaries))
-        name, train = spec.info.name, summaries["train"]
-        images, sizes = train.images, list(train.sizes.elements())
-    else:
+    if not (is_hf_dataset(root) or is_folder_dataset(root)):
         raise ValueError(
             f"--data-root {root} is not a dataset of your own: expected a folder with "
             "dataset.json, images/ and masks/ (README 'Your own data') or a Hugging Face "
             "dataset (save_to_disk folder or hf:<id>)"
         )
+    spec, summaries = check_data_root(root, image_column, mask_column)  # `zoo data check`'s
+    if verbose:
+        print(format_summary(spec, summaries))
+    name, train = spec.info.name, summaries["train"]
+    images, sizes = train.images, list(train.sizes.elements())
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "custom", images, sizes
 
 
