@@ -188,6 +188,33 @@ def test_card_of_a_model_without_a_repo_shows_local_usage(tmp_path):
     assert "hf-hub:" not in text
 
 
+ZOO_LINE = "Part of the cpg-zoo model zoo."
+
+
+@pytest.mark.parametrize(
+    ("model_id", "dataset", "zoo_model"),
+    [
+        ("lraspp_mbv3_cityscapes_cpg", "cityscapes", True),  # a registry id
+        ("lraspp_mbv3_mystreets_cpg", "mystreets", False),  # a user's own data
+        ("lraspp_mbv3_cityscapes_cpg", "mystreets", False),  # a registry id's name, other data
+    ],
+)
+def test_only_registry_models_are_part_of_the_zoo(tmp_path, model_id, dataset, zoo_model):
+    """A card of a model trained on a user's own data said "Part of the cpg-zoo model zoo"."""
+    directory = _model_dir(tmp_path, EVAL)
+    config = ModelConfig.load(directory)
+    config.model_id, config.dataset = model_id, dataset
+    config.save(directory)
+    for card in (write_card(directory).read_text(), repo_card_text(directory, "me/streets")):
+        assert (ZOO_LINE in card) == zoo_model
+        assert ("Made with cpg-zoo." in card) != zoo_model
+
+
+def test_registry_and_built_in_cards_are_part_of_the_zoo():
+    assert ZOO_LINE in (BUILT_IN / CARD_NAME).read_text()
+    assert all(ZOO_LINE in p.read_text() for p in COMMITTED.glob(f"*/{CARD_NAME}"))
+
+
 def test_card_with_a_repo_loads_from_that_repo(tmp_path):
     directory = _model_dir(tmp_path, EVAL)
     text = ModelCard.load(write_card(directory, repo_id="my-org/street-model")).text

@@ -196,10 +196,19 @@ def render(context: dict[str, Any]) -> Any:
     return ModelCard(text)
 
 
+def is_registry_model(model_id: str, arch: str, dataset: str, loss: str) -> bool:
+    """Whether a model is one of the zoo's: a registry id, with that id's arch, dataset and
+    loss (a user's model that merely borrows the name is not)."""
+    spec = MODELS.get(model_id)
+    return spec is not None and (spec.arch, spec.dataset, spec.loss) == (arch, dataset, loss)
+
+
 def base_context(model_id: str, arch: str, dataset: str, loss: str) -> dict[str, Any]:
-    """What every card says of a model: title, arch, dataset, loss; empty sections."""
+    """What every card says of a model: title, arch, dataset, loss, whether it is one of the
+    zoo's models (`zoo_model`: "Part of the cpg-zoo model zoo"); empty sections."""
     return {
         "model_id": model_id,
+        "zoo_model": is_registry_model(model_id, arch, dataset, loss),
         "arch_title": ARCHS.get(arch, arch),
         "dataset_title": dataset_title(dataset),
         "loss_title": LOSSES.get(loss, loss),

@@ -91,6 +91,7 @@ def render_card(
         usage = usage_context(model_id, "hub", repo_id, onnx)
     elif builtin or (model_dir is not None and is_packaged_dir(model_dir)):
         usage = usage_context(model_id, "builtin", model_id, onnx)
+        context["zoo_model"] = True  # ships in the package: loads by name, like a registry id
     else:
         where = _directory_name(Path(model_dir)) if model_dir is not None else model_id
         usage = usage_context(model_id, "local", where, onnx)
