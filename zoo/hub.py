@@ -288,6 +288,8 @@ def push_model_dir(
     directory = Path(model_dir)
     config = validate_model_dir(directory)
     card = repo_card_text(directory, repo_id)  # None: the directory's own card goes up
+    if card is not None:
+        logger.info("uploading a card that loads from %s (the local one is unchanged)", repo_id)
     files = [n for n in UPLOAD_FILES if (directory / n).is_file() or (n == CARD_NAME and card)]
     contents: dict[str, Path | bytes] = {name: directory / name for name in files}
     if card is not None:
