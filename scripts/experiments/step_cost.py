@@ -87,6 +87,7 @@ def main() -> None:
         result["ce_equal_compute_iterations"] = round(
             result["iterations"] * result["ratio_to_ce"]["cpg_k3"]
         )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     tmp.replace(args.out)
