@@ -36,7 +36,7 @@ fi
 # Per-iteration cost of CE vs CPG (k = 3, 5, 7), measured interleaved; sets the CE
 # equal-compute budget (iterations = 600 x cost ratio of CPG k = 3 to CE).
 if [ ! -f "$RUNS/budget.json" ]; then
-  nice -n 19 python scripts/experiments/step_cost.py --data-root "$DATA" --out "$RUNS/budget.json"
+  nice -n 19 python scripts/experiments/step_cost.py --data-root "$DATA" --out "$RUNS/budget.json" --rounds 20
 fi
 CE_EQ_ITERS=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['ce_equal_compute_iterations'])" "$RUNS/budget.json")
 # CE at the budget of the most expensive CPG arm (k = 7): 600 x its cost ratio to CE.
