@@ -66,6 +66,10 @@ for seed in ${SEEDS:-0 1 2}; do
     out="$RUNS/${arm}_seed${seed}"
     [ -f "$out/eval.json" ] && continue
     read -r -a spec <<< "${ARMS[$arm]}"
+    # A run killed before its first checkpoint cannot resume: start it again.
+    if [ -d "$out" ] && [ ! -f "$out/last.pt" ] && [ ! -f "$out/last.prev.pt" ]; then
+      rm -rf "$out"
+    fi
     echo "$(date -u +%FT%TZ) start $arm seed $seed: ${spec[*]}"
     start=$(date +%s)
     # eval_interval above the schedule: one evaluation, at the end (none mid-run).
