@@ -103,8 +103,9 @@ def _base_recipe(args: argparse.Namespace, main_rank: bool) -> tuple[Recipe, int
     (checked whole first: every image and mask is read), and the number of training images
     it was derived from (None for a named recipe). The arguments are checked before the data
     is read."""
+    from training.custom_recipe import custom_recipe
     from training.recipe_data import check_data_root
-    from training.recipes import custom_recipe, get_recipe, parse_overrides
+    from training.recipes import get_recipe, parse_overrides
     from zoo.archs import ARCHITECTURES
     from zoo.lookup import lookup
 
