@@ -339,3 +339,30 @@ def test_sweep_summary_tables() -> None:
     assert "| CE, equal compute | 0, 1 | 26.00 ± 1.41 | 21.00 ± 1.41 |" in text
     # paired (seed 0 only): mIoU 28 - 25, mBF@1 15 - 10, mBF@3 30 - 20
     assert "| CPG λ=1 k=3 | 0 | +3.00 | +5.00 | +10.00 |" in text
+
+
+def test_sweep_record_reads_back_the_runs_of_a_runs_folder(tmp_path) -> None:
+    """summarise.py --record writes the runs' eval.json as JSONL; --runs RECORD reads the same."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts/experiments/summarise.py"
+    runs = [_sweep_run("cpg_l1_k3", 1, 0.30, 0.31), _sweep_run("ce_equal_compute", 0, 0.25, 0.2)]
+    for run in [*runs, {"arm": "not_an_arm", "seed": 0}]:
+        folder = tmp_path / "runs" / f"{run['arm']}_seed{run['seed']}"
+        folder.mkdir(parents=True)
+        (folder / "eval.json").write_text(json.dumps(run))
+    record = tmp_path / "record.jsonl"
+    command = [sys.executable, str(script), "--runs", str(tmp_path / "runs")]
+    recording = [*command, "--record", str(record)]
+    from_folder = subprocess.run(recording, capture_output=True, text=True)
+    assert from_folder.returncode == 0, from_folder.stderr
+    lines = record.read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [runs[1], runs[0]]  # ARMS order, known arms
+    command[-1] = str(record)
+    from_record = subprocess.run(command, capture_output=True, text=True)
+    assert from_record.returncode == 0, from_record.stderr
+    assert from_record.stdout == from_folder.stdout
+    assert "| CE, equal compute | 0 |" in from_record.stdout

@@ -1,14 +1,17 @@
 """Tables and plots of the SynthCity CPG sweep from the runs that have finished.
 
-Usage: python scripts/experiments/summarise.py [--runs /work/runs/sweep]
+Usage: python scripts/experiments/summarise.py [--runs /work/runs/sweep | --runs RECORD.jsonl]
+           [--record docs/experiments_sweep_runs.jsonl]
            [--markdown OUT.md] [--plot docs/experiments_sweep.png]
            [--frame docs/experiments_frame.png --data-root DIR [--frame-arms A B]]
 
-Reads RUNS/*/eval.json (written by eval_run.py) and prints markdown tables: per arm the mean
-and sample standard deviation over the seeds done, the boundary metrics at every tolerance,
-differences to CE at equal compute paired by seed, and every run. The plot shows mIoU and mBF
-against lambda (k = 3) and k (lambda = 1), each seed a point, CE as horizontal lines. The frame
-picture shows the val frame where two arms' boundary F (3 px) differs most. Needs matplotlib.
+Reads RUNS/*/eval.json (written by eval_run.py), or a record of them (one eval.json per
+line, written by `--record`, kept in git while the run folders are not), and prints markdown
+tables: per arm the mean and sample standard deviation over the seeds done, the boundary
+metrics at every tolerance, differences to CE at equal compute paired by seed, and every run.
+The plot shows mIoU and mBF against lambda (k = 3) and k (lambda = 1), each seed a point, CE
+as horizontal lines. The frame picture shows the val frame where two arms' boundary F (3 px)
+differs most. Needs matplotlib.
 """
 
 from __future__ import annotations
@@ -43,10 +46,14 @@ PAIRINGS: tuple[tuple[str, tuple[str, ...] | None], ...] = (
 )
 
 
-def load_runs(runs_dir: Path) -> list[dict[str, Any]]:
-    """Finished runs (their eval.json), known arms only, in ARMS order then seed."""
+def load_runs(source: Path) -> list[dict[str, Any]]:
+    """Finished runs (their eval.json, from a runs folder or a record), known arms only, in
+    ARMS order then seed."""
     runs = []
-    for path in sorted(runs_dir.glob("*/eval.json")):
+    if source.is_file():
+        lines = source.read_text().splitlines()
+        runs = [run for line in lines if line.strip() and (run := json.loads(line))["arm"] in ARMS]
+    for path in sorted(source.glob("*/eval.json")) if source.is_dir() else []:
         run = json.loads(path.read_text())
         if run.get("arm") in ARMS:
             run["folder"] = str(path.parent)
@@ -271,6 +278,7 @@ def frame_picture(runs_dir: Path, data_root: Path, arms: list[str], path: Path) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=Path("/work/runs/sweep"))
+    parser.add_argument("--record", type=Path, help="write the runs' eval.json here (JSONL)")
     parser.add_argument("--markdown", type=Path, help="also write the tables here")
     parser.add_argument("--plot", type=Path, help="PNG of mIoU / mBF against lambda and k")
     parser.add_argument("--frame", type=Path, help="PNG of the frame where two arms differ most")
@@ -280,6 +288,9 @@ def main() -> None:
     runs = load_runs(args.runs)
     if not runs:
         parser.error(f"no finished runs (*/eval.json) under {args.runs}")
+    if args.record:
+        lines = [json.dumps({k: v for k, v in run.items() if k != "folder"}) for run in runs]
+        args.record.write_text("\n".join(lines) + "\n")
     text = tables(runs)
     print(text)
     if args.markdown:
@@ -288,8 +299,8 @@ def main() -> None:
         plot_sweep(runs, args.plot)
         print(f"wrote {args.plot}")
     if args.frame:
-        if args.data_root is None:
-            parser.error("--frame needs --data-root")
+        if args.data_root is None or not args.runs.is_dir():
+            parser.error("--frame needs --data-root and a runs folder (the checkpoints)")
         import torch
 
         torch.set_num_threads(1)
