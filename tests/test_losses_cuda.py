@@ -10,24 +10,13 @@ import pytest
 import torch
 
 import training.cpg_dense as dense_module
+from tests.helpers_cpg import IGN, blocky
 from training.losses import CPGLoss
 
 pytestmark = [
     pytest.mark.cuda,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
-
-IGN = 255
-
-
-def blocky_labels(b: int, h: int, w: int, c: int, seed: int) -> torch.Tensor:
-    """3x4 blocks of random classes, a one-pixel line and an ignored box per image."""
-    g = torch.Generator().manual_seed(seed)
-    coarse = torch.randint(0, c, (b, h // 3 + 1, w // 4 + 1), generator=g)
-    t = coarse.repeat_interleave(3, 1).repeat_interleave(4, 2)[:, :h, :w].clone()
-    t[:, :, w // 2] = torch.randint(0, c, (b, 1), generator=g)
-    t[:, 5:11, 7:16] = IGN
-    return t
 
 
 def fwd_bwd(logits: torch.Tensor, target: torch.Tensor, loss: CPGLoss):
@@ -41,7 +30,7 @@ def fwd_bwd(logits: torch.Tensor, target: torch.Tensor, loss: CPGLoss):
 @pytest.mark.parametrize("k", [3, 5, 7])
 @pytest.mark.parametrize("c", [2, 19])
 def test_cuda_matches_cpu_sparse_path(c: int, k: int, mode: str):
-    target = blocky_labels(2, 48, 72, c, seed=10 * k + c)
+    target = blocky(2, 48, 72, c, seed=10 * k + c, ignore=True)
     logits = 3 * torch.randn(2, c, 48, 72)
     want_value, want_grad = fwd_bwd(logits, target, CPGLoss(k, IGN, mode, "sparse"))
     atol = 1e-5 * want_grad.abs().max()
@@ -59,7 +48,7 @@ def test_auto_picks_dense_on_cuda_when_it_fits():
 
 
 def test_dense_path_syncs_only_for_the_label_check():
-    target = blocky_labels(2, 64, 96, 19, seed=1).cuda()
+    target = blocky(2, 64, 96, 19, seed=1, ignore=True).cuda()
     logits = torch.randn(2, 19, 64, 96, device="cuda", requires_grad=True)
     loss = CPGLoss(5, IGN, path="dense")
     loss(logits, target).backward()  # warm-up: kernels copied to the device once
@@ -76,7 +65,7 @@ def test_dense_path_syncs_only_for_the_label_check():
 
 
 def test_dense_path_memory_within_its_estimate():
-    target = blocky_labels(2, 256, 256, 19, seed=2).cuda()
+    target = blocky(2, 256, 256, 19, seed=2, ignore=True).cuda()
     logits = torch.randn(2, 19, 256, 256, device="cuda", requires_grad=True)
     loss = CPGLoss(3, IGN, path="dense")
     loss(logits, target).backward()  # warm-up
