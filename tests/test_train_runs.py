@@ -210,3 +210,14 @@ def test_metrics_log_is_strict_json(tmp_path: Path) -> None:
     records = _strict_records(tmp_path / "metrics.jsonl")
     val = [r["val"] for r in records if "val" in r]
     assert len(val) == 1 and val[0]["mIoU"] is None and val[0]["pixel_acc"] is None
+
+
+def test_eval_json_is_strict_json(tmp_path: Path) -> None:
+    """NaN and inf in an evaluation (no pixels of a class, a ratio over zero) are written as
+    null, as metrics.jsonl does; a bare NaN or Infinity is not JSON."""
+    from training.evaluate import write_eval_json
+
+    result = {"metrics": {"mIoU": float("nan"), "ratio": float("inf")}, "iou": [0.5, float("-inf")]}
+    path = write_eval_json(tmp_path / "eval.json", result)
+    parsed = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
+    assert parsed == {"metrics": {"mIoU": None, "ratio": None}, "iou": [0.5, None]}

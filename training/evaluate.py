@@ -325,21 +325,14 @@ KEPT_KEYS = ("export", AGREEMENT_KEY)
 
 
 def write_eval_json(path: str | Path, result: dict[str, Any]) -> Path:
-    """Write `result` as JSON atomically (NaN written as null), keeping the `KEPT_KEYS` of an
-    eval.json already at `path` (e.g. a model directory's, with its export report)."""
-    from zoo.fileio import read_json_object, write_text_atomic
-
-    def clean(value: Any) -> Any:
-        if isinstance(value, float) and value != value:
-            return None
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [clean(v) for v in value]
-        return value
+    """Write `result` as strict JSON atomically (NaN and inf written as null), keeping the
+    `KEPT_KEYS` of an eval.json already at `path` (e.g. a model directory's, with its export
+    report)."""
+    from zoo.fileio import json_safe, read_json_object, write_text_atomic
 
     path = Path(path)
     previous = read_json_object(path) if path.is_file() else {}
     kept = {key: previous[key] for key in KEPT_KEYS if key in previous and key not in result}
-    write_text_atomic(path, json.dumps({**clean(result), **kept}, indent=2) + "\n")
+    text = json.dumps({**json_safe(result), **kept}, indent=2, allow_nan=False)
+    write_text_atomic(path, text + "\n")
     return path

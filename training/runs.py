@@ -11,7 +11,6 @@ someone replaced).
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import sys
 from dataclasses import dataclass, field, fields
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from training.checkpoints import load_checkpoint
+from zoo.fileio import json_safe
 
 __all__ = [
     "BEST",
@@ -114,20 +114,9 @@ def changed_keys(before: Any, after: Any) -> list[str]:
     return [f.name for f in fields(before) if getattr(before, f.name) != getattr(after, f.name)]
 
 
-def _json_safe(value: Any) -> Any:
-    """`value` with non-finite floats (NaN, inf) replaced by None, recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(item) for item in value]
-    return value
-
-
 def record_line(record: dict[str, Any]) -> str:
     """One metrics-log line: strict JSON (NaN and inf written as null) and a newline."""
-    return json.dumps(_json_safe(record), allow_nan=False) + "\n"
+    return json.dumps(json_safe(record), allow_nan=False) + "\n"
 
 
 def append_record(path: str | Path, record: dict[str, Any]) -> None:

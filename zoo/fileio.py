@@ -1,11 +1,13 @@
 """Writing and reading files safely: atomic writes (temp file + rename), JSON objects with a
-clear error, and sha256 of a file's bytes. Used by every writer of the project."""
+clear error, strict JSON values (no NaN or inf), and sha256 of a file's bytes. Used by every
+writer of the project."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -22,6 +24,17 @@ def read_json_object(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a JSON object")
     return data
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with non-finite floats (NaN, inf) replaced by None, recursively: strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
 
 
 def file_sha256(path: str | Path) -> str:
