@@ -7,7 +7,6 @@ the backends can be compared meaningfully.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 from bench.synthetic import smooth_image
@@ -50,7 +49,6 @@ def make_model_dir(
     """Write config.json, model.safetensors and model.onnx (legacy exporter, dynamic
     batch/height/width) for a BN-calibrated random model, with the sha256 record of the
     model files in config.json as `zoo export` writes it; return the directory."""
-    import torch
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -73,31 +71,9 @@ def make_model_dir(
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(directory / WEIGHTS_NAME))
     if onnx:
+        from export.onnx_export import export_onnx
 
-        class Logits(torch.nn.Module):
-            def __init__(self, inner: torch.nn.Module) -> None:
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return self.inner(x)["out"]
-
-        dummy = torch.zeros(1, 3, *input_size)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(
-                Logits(model),
-                (dummy,),
-                str(directory / ONNX_NAME),
-                input_names=["input"],
-                output_names=["logits"],
-                dynamic_axes={
-                    "input": {0: "batch", 2: "height", 3: "width"},
-                    "logits": {0: "batch", 2: "height", 3: "width"},
-                },
-                opset_version=17,
-                dynamo=False,
-            )
+        export_onnx(model, directory / ONNX_NAME, num_classes, opset=17, sample_size=input_size)
     record_files(directory)
     return directory
 

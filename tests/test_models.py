@@ -151,30 +151,18 @@ def test_hrnet_ocr_aux_is_the_soft_object_regions() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_eval_forward_exports_to_onnx_with_dynamic_height_and_width(arch: str, tmp_path) -> None:
+    """The shipped exporter (`export.onnx_export.export_onnx`) on each arch's eval forward."""
     onnxruntime = pytest.importorskip("onnxruntime")
-
-    class LogitsOnly(torch.nn.Module):
-        def __init__(self, model: torch.nn.Module) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.model(x)["out"]
+    from export.onnx_export import export_onnx
 
     torch.manual_seed(0)
-    model = LogitsOnly(build_model(arch, 3)).eval()
-    path = tmp_path / "model.onnx"
-    axes = {0: "batch", 2: "height", 3: "width"}
-    torch.onnx.export(
-        model, (torch.randn(1, 3, 64, 96),), str(path), input_names=["input"],
-        output_names=["logits"], dynamic_axes={"input": axes, "logits": axes}, dynamo=False,
-        opset_version=17,
-    )  # fmt: skip
+    model = build_model(arch, 3).eval()
+    path = export_onnx(model, tmp_path / "model.onnx", 3, opset=17, sample_size=(64, 96))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for shape in [(1, 3, 64, 96), (2, 3, 97, 131)]:
         image = torch.randn(shape)
         with torch.no_grad():
-            expected = model(image).numpy()
+            expected = model(image)["out"].numpy()
         (logits,) = session.run(None, {"input": image.numpy()})
         assert logits.shape == expected.shape
         scale = max(1.0, float(np.abs(expected).max()))
