@@ -104,7 +104,7 @@ def _base_recipe(args: argparse.Namespace, main_rank: bool) -> tuple[Recipe, int
     it was derived from (None for a named recipe). The arguments are checked before the data
     is read."""
     from training.custom_recipe import custom_recipe
-    from training.recipe_data import check_data_root
+    from training.recipe_data import check_recipe_matches_data
     from training.recipes import get_recipe, parse_overrides
     from zoo.archs import ARCHITECTURES
     from zoo.lookup import lookup
@@ -115,7 +115,7 @@ def _base_recipe(args: argparse.Namespace, main_rank: bool) -> tuple[Recipe, int
         recipe = get_recipe(args.recipe)
         parse_overrides(args.overrides, recipe)
         if args.data_root is not None:
-            check_data_root(recipe, args.data_root)
+            check_recipe_matches_data(recipe, args.data_root)
         return recipe, None
     if args.recipe is not None:
         if "=" not in args.recipe:

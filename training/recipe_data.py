@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 from training.recipes import Recipe
 
 
-def check_data_root(recipe: Recipe, data_root: str | Path) -> None:
+def check_recipe_matches_data(recipe: Recipe, data_root: str | Path) -> None:
     """ValueError when a recipe of a benchmark dataset (e.g. `*_synthcity_*`) is given a data
     root holding a user's own dataset (`dataset.json` or a Hugging Face dataset): its run would
     train the user's classes under the benchmark's name."""
@@ -39,7 +39,7 @@ def build_datasets(recipe: Recipe, data_root: str | Path) -> tuple[Dataset, Data
     from training.data import open_dataset
     from training.transforms import eval_transforms, train_transforms
 
-    check_data_root(recipe, data_root)
+    check_recipe_matches_data(recipe, data_root)
     columns = {"image_column": recipe.image_column, "mask_column": recipe.mask_column}
     train_set = open_dataset(recipe.dataset, data_root, "train", **columns)
     val_set = open_dataset(recipe.dataset, data_root, "val", **columns)
