@@ -41,7 +41,7 @@ def pattern_images(
 
 
 def trained_checkpoint(
-    arch: str, path: str | Path, num_classes: int = 3, steps: int = 60, seed: int = 0
+    arch: str, path: str | Path, num_classes: int = 3, steps: int = 30, seed: int = 0
 ) -> Path:
     """`arch` briefly trained (Adam) on `pattern_images`: confident, image-dependent logits.
 
