@@ -33,7 +33,7 @@ from demo.present import SHARE_HEADERS
 from demo.uploads import checked_image
 from zoo.availability import DEFAULT_MODEL
 from zoo.backends import PRECISION_CHOICES
-from zoo.cli_errors import fail
+from zoo.cli_errors import error_line, fail
 
 ASSETS = Path(str(files("zoo"))) / "assets"
 EXAMPLES_DIR = ASSETS / "examples"
@@ -133,10 +133,21 @@ def build_demo(default_model: str = DEFAULT_MODEL) -> gr.Blocks:
     return blocks
 
 
+def _port(text: str) -> int:
+    """argparse type of --port: a TCP port number, 1-65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: use a number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range: use 1-65535")
+    return port
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="zoo demo", description="Gradio segmentation demo.")
     parser.add_argument("--host", default="127.0.0.1", help="interface (0.0.0.0 for all)")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--port", type=_port, default=7860)
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -171,21 +182,30 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {args.model}: {segmenter!r}")
     blocks = build_demo(args.model)
     blocks.queue(default_concurrency_limit=args.concurrency, max_size=QUEUE_SIZE)
-    _, local_url, share_url = blocks.launch(
-        server_name=args.host,
-        server_port=args.port,
-        share=args.share,
-        quiet=True,  # no "set `share=True` in `launch()`": our own lines below
-        prevent_thread_lock=True,
-        max_file_size=MAX_FILE_SIZE,
-        allowed_paths=[str(EXAMPLES_DIR)],
-        ssr_mode=False,
-        mcp_server=False,
-        enable_monitoring=False,
-        run_history=False,  # no run records (nor their optional upload to a Hub bucket)
-        state_session_capacity=SESSIONS_KEPT,
-        footer_links=["api", "settings"],
-    )
+    try:
+        _, local_url, share_url = blocks.launch(
+            server_name=args.host,
+            server_port=args.port,
+            share=args.share,
+            quiet=True,  # no "set `share=True` in `launch()`": our own lines below
+            prevent_thread_lock=True,
+            max_file_size=MAX_FILE_SIZE,
+            allowed_paths=[str(EXAMPLES_DIR)],
+            ssr_mode=False,
+            mcp_server=False,
+            enable_monitoring=False,
+            run_history=False,  # no run records (nor their optional upload to a Hub bucket)
+            state_session_capacity=SESSIONS_KEPT,
+            footer_links=["api", "settings"],
+        )
+    except OSError as error:  # port in use, address not of this machine
+        return fail(
+            "zoo demo",
+            f"cannot serve on {args.host}:{args.port}: {error_line(error).split('. ')[0]} (the "
+            "port is in use, or the host is not an address of this machine; choose another "
+            "with --port / --host)",
+            code=2,
+        )
     print(startup_message(local_url, share_url), flush=True)
     blocks.block_thread()
     return 0

@@ -127,3 +127,29 @@ def test_demo_backends_come_from_the_table_and_precision_is_passed(monkeypatch) 
     monkeypatch.setattr(models, "PRECISION", "bf16")
     segmenter = models._load_for_demo(app.DEFAULT_MODEL, "torch")
     assert segmenter.backend.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("port", ["0", "-1", "99999"])
+def test_main_refuses_a_port_out_of_range(port: str, capsys) -> None:
+    import app
+
+    with pytest.raises(SystemExit) as exit_info:
+        app.main(["--port", port])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "out of range: use 1-65535" in err
+    assert "Traceback" not in err
+
+
+def test_main_reports_a_port_in_use(capsys) -> None:
+    import socket
+
+    import app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert app.main(["--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"zoo demo: error: cannot serve on 127.0.0.1:{port}" in err
+    assert "port is in use" in err and "Traceback" not in err
