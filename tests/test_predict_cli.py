@@ -112,3 +112,34 @@ def test_collect_inputs_skips_output_folder_and_renames_clashes(tmp_path: Path) 
     jobs, problems = collect_inputs([str(tmp_path)], exclude=tmp_path / "out")
     assert problems == []
     assert [j.relative.as_posix() for j in jobs] == ["x", "x_png"]
+
+
+@pytest.mark.parametrize("alpha", ["1.5", "-0.1", "nan"])
+def test_alpha_out_of_range_is_refused_before_writing(
+    model_dir: Path, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], alpha: str
+) -> None:
+    out = tmp_path / "out"
+    code = main([str(images), "--model", str(model_dir), "--out", str(out), "--overlay",
+                 "--alpha", alpha, "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "--alpha must be in [0, 1]" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()  # no masks written for images then reported as skipped
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_out_under_a_file_is_one_error(
+    model_dir: Path,
+    images: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    below: str,
+) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("a file, not a folder")
+    out = taken / below if below else taken
+    code = main([str(images), "--model", str(model_dir), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{taken} is a file, not a folder" in err
+    assert len(err.strip().splitlines()) == 1  # not one error per image
+    assert taken.read_text() == "a file, not a folder"

@@ -180,7 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--overlay", action="store_true", help="also write <stem>_overlay")
     parser.add_argument("--overlay-format", default="jpg", choices=["jpg", "png"])
-    parser.add_argument("--alpha", type=float, default=0.5, help="overlay mask weight")
+    parser.add_argument("--alpha", type=float, default=0.5, help="overlay mask weight, 0-1")
     parser.add_argument("--batch-size", type=int, default=1, help="images per model call")
     parser.add_argument(
         "--max-side",
@@ -234,7 +234,12 @@ def main(argv: list[str] | None = None) -> int:
         return fail(PROG, "--max-side must be >= 0", EXIT_ERROR)
     if args.max_pixels < 0:
         return fail(PROG, "--max-pixels must be >= 0 (0 = no limit)", EXIT_ERROR)
+    if not 0.0 <= args.alpha <= 1.0:
+        return fail(PROG, f"--alpha must be in [0, 1], got {args.alpha}", EXIT_ERROR)
     out_dir: Path = args.out
+    existing = next((p for p in (out_dir, *out_dir.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        return fail(PROG, f"--out {out_dir}: {existing} is a file, not a folder", EXIT_ERROR)
     jobs, problems = collect_inputs(args.inputs, exclude=out_dir)
     for message in problems:
         print(f"zoo predict: {message}", file=sys.stderr)
