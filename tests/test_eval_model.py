@@ -159,6 +159,7 @@ def test_eval_json_keeps_the_export_report(
         (["--scales", "0"], "TTA scale 0.0 must be in (0, 8]"),
         (["--precision", "int8"], "model.int8.onnx"),
         (["--amp", "bf16"], "--amp applies to checkpoints"),
+        (["--max-images", "-1"], "--max-images must be >= 0"),
     ],
 )
 def test_bad_model_options_are_one_line_errors(
@@ -166,6 +167,19 @@ def test_bad_model_options_are_one_line_errors(
 ) -> None:
     code, _, err = _eval(capsys, str(model_dir), "--data-root", str(data), *extra)
     assert code == 2 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_out_folder_is_refused_before_evaluating(
+    model_dir: Path,
+    data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(zoo, "load", lambda *a, **k: pytest.fail("evaluated before the check"))
+    code, _, err = _eval(capsys, str(model_dir), "--data-root", str(data), "--out", str(tmp_path))
+    assert code == 2 and f"--out {tmp_path} is a folder" in err and "eval.json" in err
     assert len(err.strip().splitlines()) == 1
 
 

@@ -99,6 +99,11 @@ def _check_args(args: argparse.Namespace) -> str | None:
     """The first problem with the options, as a message; None when they fit together."""
     if not Path(args.data_root).is_dir() and not args.data_root.startswith("hf:"):
         return f"--data-root {args.data_root} is not a folder"
+    if args.max_images < 0:
+        return f"--max-images must be >= 0 (0 = the whole split), got {args.max_images}"
+    if args.out and Path(args.out).is_dir():
+        example = Path(args.out) / "eval.json"
+        return f"--out {args.out} is a folder: give the file to write, e.g. {example}"
     if _is_checkpoint(args.model):
         if not Path(args.model).is_file():
             return f"checkpoint {args.model} not found"
