@@ -93,6 +93,15 @@ def test_explicit_path_below_its_gate_is_refused_unless_asked(model_dir: Path) -
     assert zoo.load(model_dir, backend="onnx").precision == "fp32"
 
 
+@pytest.mark.parametrize("min_agreement", [96.0, 1.5, -0.1])
+def test_min_agreement_outside_0_1_is_refused(model_dir: Path, min_agreement: float) -> None:
+    record(model_dir, onnx_int8=0.9612)
+    with pytest.raises(ValueError, match=r"min_agreement is a fraction in \[0, 1\]"):
+        zoo.load(model_dir, precision="int8", min_agreement=min_agreement)
+    with pytest.raises(ValueError, match=r"min_agreement is a fraction in \[0, 1\]"):
+        zoo.load(model_dir, min_agreement=min_agreement)  # auto: not a silent fp32 fallback
+
+
 def test_explicit_precision_without_a_record_loads(model_dir: Path) -> None:
     segmenter = zoo.load(model_dir, precision="int8")
     assert (segmenter.backend_name, segmenter.precision) == ("onnx", "int8")

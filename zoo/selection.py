@@ -117,6 +117,10 @@ def choose(
     min_agreement: float | None = None,
 ) -> Choice:
     """Resolve "auto" backend and precision for `model_dir` (see the module docstring)."""
+    if min_agreement is not None and not 0.0 <= min_agreement <= 1.0:
+        raise ValueError(
+            f"min_agreement is a fraction in [0, 1] (e.g. 0.98 for 98%), got {min_agreement}"
+        )
     if backend != "auto" or precision != "auto":
         return _explicit(model_dir, backend, precision, min_agreement)
     skipped: list[str] = []
