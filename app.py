@@ -144,6 +144,17 @@ def _port(text: str) -> int:
     return port
 
 
+def _positive(text: str) -> int:
+    """argparse type of --concurrency: an int >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="zoo demo", description="Gradio segmentation demo.")
     parser.add_argument("--host", default="127.0.0.1", help="interface (0.0.0.0 for all)")
@@ -160,7 +171,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="auto",
         help="of every model loaded (auto: gated choice; fp16/bf16 with --backend torch on a GPU)",
     )
-    parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
+    parser.add_argument(
+        "--concurrency",
+        type=_positive,
+        default=CONCURRENCY,
+        help=f"simultaneous inferences, the rest wait in the queue (default {CONCURRENCY})",
+    )
     parser.add_argument("--share", action="store_true", help="public gradio.live link (off)")
     return parser.parse_args(argv)
 

@@ -153,3 +153,13 @@ def test_main_reports_a_port_in_use(capsys) -> None:
     err = capsys.readouterr().err
     assert f"zoo demo: error: cannot serve on 127.0.0.1:{port}" in err
     assert "port is in use" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("concurrency", ["0", "-2"])
+def test_main_refuses_a_concurrency_below_one(concurrency: str, capsys) -> None:
+    import app
+
+    with pytest.raises(SystemExit) as exit_info:  # was: served, and every request hung
+        app.main(["--concurrency", concurrency, "--port", str(free_port())])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"--concurrency: must be >= 1, got {concurrency}" in err
