@@ -143,3 +143,25 @@ def test_out_under_a_file_is_one_error(
     assert code == 2 and f"{taken} is a file, not a folder" in err
     assert len(err.strip().splitlines()) == 1  # not one error per image
     assert taken.read_text() == "a file, not a folder"
+
+
+@pytest.mark.parametrize("order", ["sorted", "overlay_first"])
+def test_png_overlay_never_overwrites_another_inputs_mask(
+    model_dir: Path, tmp_path: Path, order: str
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sizes = {"a.jpg": (40, 56), "a_overlay.png": (24, 32)}
+    for name, (height, width) in sizes.items():
+        Image.fromarray(smooth_image(height, width, seed=4)).save(folder / name)
+    inputs = [str(folder / name) for name in sizes]
+    if order == "overlay_first":
+        inputs.reverse()
+    out = tmp_path / "out"
+    code = main([*inputs, "--model", str(model_dir), "--out", str(out), "--overlay",
+                 "--overlay-format", "png", "--quiet"])  # fmt: skip
+    assert code == 0
+    files = _masks(out)
+    assert len(files) == 4  # a mask and an overlay per input, none written over another
+    modes = sorted((Image.open(p).mode, Image.open(p).size) for p in files.values())
+    assert modes == sorted((mode, (w, h)) for h, w in sizes.values() for mode in ("P", "RGB"))

@@ -11,9 +11,10 @@ stderr and skipped; the exit code is then 1 (2 for a usage or model error).
 Output names: `<relative path without suffix>.png`. When two inputs would get the same name
 (`a.jpg` and `a.png` in one folder), the first keeps it and each later one gets its suffix
 appended (`a_png.png`), then a counter (`a_2.png`) if that is taken too; nothing is
-overwritten. Images whose longer side exceeds `--max-side` are processed downscaled (JPEGs are
-decoded at reduced scale) and their masks upsampled to the full size; a note says how many and
-by how much (`-v`: each one); `--max-side 0` processes at full size.
+overwritten (with `--overlay-format png`, an input `a_overlay.png` is renamed so as not to
+take `a.png`'s overlay name). Images whose longer side exceeds `--max-side` are processed
+downscaled (JPEGs are decoded at reduced scale) and their masks upsampled to the full size; a
+note says how many and by how much (`-v`: each one); `--max-side 0` processes at full size.
 """
 
 from __future__ import annotations
@@ -65,11 +66,14 @@ def _inside(path: Path, folder: Path | None) -> bool:
     return folder is not None and path.resolve().is_relative_to(folder)
 
 
-def collect_inputs(inputs: list[str], exclude: Path | None = None) -> tuple[list[Job], list[str]]:
+def collect_inputs(
+    inputs: list[str], exclude: Path | None = None, png_overlays: bool = False
+) -> tuple[list[Job], list[str]]:
     """Expand files, folders (recursive, image extensions) and globs into jobs.
 
     Returns the jobs (first occurrence of each file wins) and messages for inputs that
-    matched nothing. Files under `exclude` (the output folder) are skipped.
+    matched nothing. Files under `exclude` (the output folder) are skipped. `png_overlays`:
+    each job also writes `<name>_overlay.png`, a name no other job's mask may take.
     """
     exclude = exclude.resolve() if exclude is not None else None
     jobs: list[Job] = []
@@ -103,7 +107,7 @@ def collect_inputs(inputs: list[str], exclude: Path | None = None) -> tuple[list
                 problems.append(f"{item}: no file matches this pattern")
         else:
             problems.append(f"{item}: no such file or folder")
-    return _deduplicate_names(jobs), problems
+    return _deduplicate_names(jobs, png_overlays), problems
 
 
 def _glob_base(pattern: str) -> Path:
@@ -116,19 +120,29 @@ def _glob_base(pattern: str) -> Path:
     return Path(*base) if base else Path(".")
 
 
-def _deduplicate_names(jobs: list[Job]) -> list[Job]:
-    """`a.jpg` and `a.png` in one folder would both write `a.png`: suffix the later ones."""
+def _deduplicate_names(jobs: list[Job], png_overlays: bool = False) -> list[Job]:
+    """`a.jpg` and `a.png` in one folder would both write `a.png`: suffix the later ones.
+    With `png_overlays`, `a_overlay.png` is a's overlay, so an input `a_overlay.*` is
+    renamed too (and the other way round)."""
     taken: set[Path] = set()
+
+    def names(relative: Path) -> list[Path]:
+        overlay = relative.with_name(f"{relative.name}_overlay")
+        return [relative, overlay] if png_overlays else [relative]
+
+    def free(relative: Path) -> bool:
+        return not any(name in taken for name in names(relative))
+
     unique = []
     for job in jobs:
         relative = job.relative
-        if relative in taken:
+        if not free(relative):
             relative = relative.with_name(f"{relative.name}_{job.path.suffix.lstrip('.')}")
             index = 2
-            while relative in taken:
+            while not free(relative):
                 relative = job.relative.with_name(f"{job.relative.name}_{index}")
                 index += 1
-        taken.add(relative)
+        taken.update(names(relative))
         unique.append(Job(job.path, relative))
     return unique
 
@@ -240,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     existing = next((p for p in (out_dir, *out_dir.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
         return fail(PROG, f"--out {out_dir}: {existing} is a file, not a folder", EXIT_ERROR)
-    jobs, problems = collect_inputs(args.inputs, exclude=out_dir)
+    png_overlays = args.overlay and args.overlay_format == "png"
+    jobs, problems = collect_inputs(args.inputs, exclude=out_dir, png_overlays=png_overlays)
     for message in problems:
         print(f"zoo predict: {message}", file=sys.stderr)
     if not jobs:
