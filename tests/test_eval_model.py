@@ -170,16 +170,18 @@ def test_bad_model_options_are_one_line_errors(
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("option", ["--out", "--plot"])
 def test_out_folder_is_refused_before_evaluating(
     model_dir: Path,
     data: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
+    option: str,
 ) -> None:
     monkeypatch.setattr(zoo, "load", lambda *a, **k: pytest.fail("evaluated before the check"))
-    code, _, err = _eval(capsys, str(model_dir), "--data-root", str(data), "--out", str(tmp_path))
-    assert code == 2 and f"--out {tmp_path} is a folder" in err and "eval.json" in err
+    code, _, err = _eval(capsys, str(model_dir), "--data-root", str(data), option, str(tmp_path))
+    assert code == 2 and f"{option} {tmp_path} is a folder: give the file to write" in err
     assert len(err.strip().splitlines()) == 1
 
 

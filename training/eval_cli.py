@@ -101,9 +101,10 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return f"--data-root {args.data_root} is not a folder"
     if args.max_images < 0:
         return f"--max-images must be >= 0 (0 = the whole split), got {args.max_images}"
-    if args.out and Path(args.out).is_dir():
-        example = Path(args.out) / "eval.json"
-        return f"--out {args.out} is a folder: give the file to write, e.g. {example}"
+    for option, path, name in (("--out", args.out, "eval.json"), ("--plot", args.plot, "cm.png")):
+        if path and Path(path).is_dir():
+            example = Path(path) / name
+            return f"{option} {path} is a folder: give the file to write, e.g. {example}"
     if _is_checkpoint(args.model):
         if not Path(args.model).is_file():
             return f"checkpoint {args.model} not found"
