@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.app_server import free_port
 from zoo.cli import main as zoo_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +63,6 @@ def test_export_of_a_damaged_checkpoint(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_demo_with_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("gradio")
-    assert zoo_main(["demo", "--model", str(tmp_path / "missing"), "--port", "0"]) == 2
+    assert zoo_main(["demo", "--model", str(tmp_path / "missing"), "--port", str(free_port())]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # after the server log's line
     assert last.startswith("zoo demo: error: cannot load the model: ") and "missing" in last
