@@ -14,7 +14,7 @@ from PIL import Image
 
 from export.images import find_images
 from training.data.folder import find_pairs
-from zoo.predict_cli import collect_inputs
+from zoo.predict_inputs import collect_inputs
 from zoo.preprocess import IMAGE_EXTENSIONS, read_image
 
 LOSSY = {".jpg", ".jpeg", ".webp"}

@@ -11,7 +11,8 @@ from PIL import Image
 import zoo
 from tests.helpers_modeldir import smooth_image
 from zoo.cli import main as zoo_main
-from zoo.predict_cli import collect_inputs, main
+from zoo.predict_cli import main
+from zoo.predict_inputs import collect_inputs
 
 
 @pytest.fixture()
