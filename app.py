@@ -20,6 +20,7 @@ import demo  # noqa: F401
 # isort: split
 import argparse
 import logging
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 
@@ -133,32 +134,27 @@ def build_demo(default_model: str = DEFAULT_MODEL) -> gr.Blocks:
     return blocks
 
 
-def _port(text: str) -> int:
-    """argparse type of --port: a TCP port number, 1-65535."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r}: use a number") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port {port} is out of range: use 1-65535")
-    return port
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """argparse type: an int in [low, high] (no upper bound where `high` is None)."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+        if high is not None and not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use {low}-{high}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
 
-def _positive(text: str) -> int:
-    """argparse type of --concurrency: an int >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+    return parse
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="zoo demo", description="Gradio segmentation demo.")
     parser.add_argument("--host", default="127.0.0.1", help="interface (0.0.0.0 for all)")
-    parser.add_argument("--port", type=_port, default=7860)
+    parser.add_argument("--port", type=_int_in(1, 65535), default=7860)
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -173,7 +169,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--concurrency",
-        type=_positive,
+        type=_int_in(1),
         default=CONCURRENCY,
         help=f"simultaneous inferences, the rest wait in the queue (default {CONCURRENCY})",
     )
