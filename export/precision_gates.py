@@ -183,18 +183,28 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("frames", type=Path, help="labelled frames (labels beside the images)")
-    parser.add_argument("--limit", type=int, default=16, help="frames to measure on")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--limit", type=_positive_int, default=16, help="frames to measure on")
+    parser.add_argument("--threads", type=_positive_int, default=None)
     parser.add_argument("--frames-source", help="how the frames were made (recorded)")
     args = parser.parse_args(argv)
     for path, what in ((args.model_dir, "model directory"), (args.frames, "frames folder")):
         if not path.is_dir():
-            parser.error(f"{what} {path} does not exist")
-    figures = measure_agreement(args.model_dir, args.frames, args.limit, args.threads)
+            parser.error(f"{what} {path} is not a folder")
+    try:
+        figures = measure_agreement(args.model_dir, args.frames, args.limit, args.threads)
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
     command = "python -m export.precision_gates " + shlex.join(argv or sys.argv[1:])
     record_agreement(args.model_dir, figures, args.frames, command, args.frames_source)
     for key, values in figures.items():

@@ -38,3 +38,22 @@ def test_each_frame_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert figures["onnx/fp32"]["frames"] == 3 and figures["onnx/fp32"]["size"] == [32, 48]
     assert figures["onnx/fp32"]["argmax_agreement"] == 1.0
     assert opened == Counter({name: 1 for name in names})
+
+
+def test_cli_refuses_bad_inputs_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder that is no model directory, a frames folder without images and --limit 0 are
+    argparse errors (exit 2, the problem named), not tracebacks."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        ([str(empty), str(empty)], "config.json"),
+        ([str(BUILTIN), str(empty)], "no images found"),
+        ([str(BUILTIN), str(empty), "--limit", "0"], "--limit"),
+    ]
+    for argv, named in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            precision_gates.main(argv)
+        assert exit_info.value.code == 2
+        assert named in capsys.readouterr().err
