@@ -142,3 +142,17 @@ def test_bad_arguments_fail_before_the_data_is_read(six_images: Path, tmp_path: 
     captured = capsys.readouterr()
     assert message in captured.err
     assert captured.out == ""  # nothing scanned or printed about the dataset
+
+
+@pytest.mark.parametrize("resume", [[], ["--resume"]])
+def test_an_out_that_is_a_file_is_refused(
+    six_images: Path, tmp_path: Path, capsys, no_fit: list[Trainer], resume: list[str]
+) -> None:
+    out = tmp_path / "not_a_folder"
+    out.write_text("keep me")
+    argv = ["--arch", "lraspp_mbv3", "--data-root", str(six_images), "--out", str(out), *resume]
+    assert train_main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"zoo train: error: --out {out} exists and is not a folder"
+    assert captured.out == "" and not no_fit  # refused before the data is read
+    assert out.read_text() == "keep me"

@@ -216,6 +216,8 @@ def train_main(argv: list[str]) -> int:
                 return _fail("zoo train", f"--{option.replace('_', '-')} is required to train")
         if not Path(args.data_root).is_dir() and not args.data_root.startswith("hf:"):
             return _fail("zoo train", f"--data-root {args.data_root} is not a folder")
+        if Path(args.out).exists() and not Path(args.out).is_dir():
+            return _fail("zoo train", f"--out {args.out} exists and is not a folder")
     try:
         recipe, resume = _start_point(args, main_rank)
     except USER_ERRORS as error:
