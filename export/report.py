@@ -114,8 +114,14 @@ def fp16_figures(fp32_session: Any, fp16_session: Any, x: np.ndarray) -> dict[st
 def check_existing_metrics(
     existing: dict[str, Any], eval_path: Path, checkpoint: str | Path, sha: str | None
 ) -> None:
-    """Refuse to put new weights beside metrics that `zoo eval` measured on other weights."""
+    """Refuse to put new weights beside metrics that `zoo eval` measured on other weights:
+    a checkpoint, or this directory's exported files (then the checkpoint they came from)."""
     measured = existing.get("checkpoint_sha256")
+    export = existing.get(REPORT_KEY)
+    if not measured and isinstance(export, dict) and existing.get("model_file_sha256"):
+        exported = (export.get("files") or {}).get(existing.get("model_file"), {})
+        if exported.get("sha256") == existing["model_file_sha256"]:
+            measured = export.get("checkpoint_sha256")
     if sha is not None and measured and measured != sha:
         raise ValueError(
             f"{eval_path} holds metrics of another checkpoint (sha256 {measured[:12]}..., "

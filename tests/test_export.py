@@ -219,6 +219,26 @@ def test_metrics_of_other_weights_refuse_the_export(
     assert (out / WEIGHTS_NAME).read_bytes() == before
 
 
+def test_metrics_of_the_exported_files_refuse_other_weights(
+    lraspp_checkpoint: Path, tmp_path: Path
+) -> None:
+    """`zoo eval MODEL_DIR` measured the files exported from checkpoint A: exporting checkpoint
+    B over the directory is an error too (its eval.json would keep A's metrics)."""
+    out = tmp_path / "m"
+    export_model(lraspp_checkpoint, out, shapes=SHAPES[1:2])
+    data = json.loads((out / EVAL_NAME).read_text())
+    onnx_sha = data["export"]["files"][ONNX_NAME]["sha256"]
+    data.update(metrics={"mIoU": 0.5}, model_file=ONNX_NAME, model_file_sha256=onnx_sha)
+    (out / EVAL_NAME).write_text(json.dumps(data))
+    export_model(lraspp_checkpoint, out, shapes=SHAPES[1:2])  # the same weights: fine
+    assert json.loads((out / EVAL_NAME).read_text())["metrics"] == {"mIoU": 0.5}
+    other = random_checkpoint("lraspp_mbv3", tmp_path / "other.pt", seed=1)
+    before = (out / WEIGHTS_NAME).read_bytes()
+    with pytest.raises(ValueError, match="holds metrics of another checkpoint"):
+        export_model(other, out, shapes=SHAPES[1:2])
+    assert (out / WEIGHTS_NAME).read_bytes() == before
+
+
 def test_truncated_onnx_gives_clear_error(lraspp_dir: Path, tmp_path: Path) -> None:
     damaged = tmp_path / "damaged.onnx"
     data = (lraspp_dir / ONNX_NAME).read_bytes()
