@@ -200,6 +200,18 @@ def test_eval_json_is_merged(lraspp_checkpoint: Path, tmp_path: Path) -> None:
     assert data["miou"] == 0.5 and "old" not in data["export"]
 
 
+def _same_weights_pass_other_weights_refused(checkpoint: Path, out: Path, tmp_path: Path) -> None:
+    """Re-exporting `checkpoint` into `out` keeps eval.json's metrics (mIoU 0.5); exporting
+    other weights is refused and leaves `out` as it was."""
+    export_model(checkpoint, out, shapes=SHAPES[1:2])  # the same weights: fine
+    assert json.loads((out / EVAL_NAME).read_text())["metrics"] == {"mIoU": 0.5}
+    other = random_checkpoint("lraspp_mbv3", tmp_path / "other.pt", seed=1)
+    before = (out / WEIGHTS_NAME).read_bytes()
+    with pytest.raises(ValueError, match="holds metrics of another checkpoint"):
+        export_model(other, out, shapes=SHAPES[1:2])
+    assert (out / WEIGHTS_NAME).read_bytes() == before
+
+
 def test_metrics_of_other_weights_refuse_the_export(
     lraspp_checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -210,13 +222,7 @@ def test_metrics_of_other_weights_refuse_the_export(
     out.mkdir()
     measured = {"metrics": {"mIoU": 0.5}, "checkpoint_sha256": file_sha256(lraspp_checkpoint)}
     (out / EVAL_NAME).write_text(json.dumps(measured))
-    export_model(lraspp_checkpoint, out, shapes=SHAPES[1:2])  # the same weights: fine
-    assert json.loads((out / EVAL_NAME).read_text())["metrics"] == {"mIoU": 0.5}
-    other = random_checkpoint("lraspp_mbv3", tmp_path / "other.pt", seed=1)
-    before = (out / WEIGHTS_NAME).read_bytes()
-    with pytest.raises(ValueError, match="holds metrics of another checkpoint"):
-        export_model(other, out, shapes=SHAPES[1:2])
-    assert (out / WEIGHTS_NAME).read_bytes() == before
+    _same_weights_pass_other_weights_refused(lraspp_checkpoint, out, tmp_path)
 
 
 def test_metrics_of_the_exported_files_refuse_other_weights(
@@ -230,13 +236,7 @@ def test_metrics_of_the_exported_files_refuse_other_weights(
     onnx_sha = data["export"]["files"][ONNX_NAME]["sha256"]
     data.update(metrics={"mIoU": 0.5}, model_file=ONNX_NAME, model_file_sha256=onnx_sha)
     (out / EVAL_NAME).write_text(json.dumps(data))
-    export_model(lraspp_checkpoint, out, shapes=SHAPES[1:2])  # the same weights: fine
-    assert json.loads((out / EVAL_NAME).read_text())["metrics"] == {"mIoU": 0.5}
-    other = random_checkpoint("lraspp_mbv3", tmp_path / "other.pt", seed=1)
-    before = (out / WEIGHTS_NAME).read_bytes()
-    with pytest.raises(ValueError, match="holds metrics of another checkpoint"):
-        export_model(other, out, shapes=SHAPES[1:2])
-    assert (out / WEIGHTS_NAME).read_bytes() == before
+    _same_weights_pass_other_weights_refused(lraspp_checkpoint, out, tmp_path)
 
 
 def test_truncated_onnx_gives_clear_error(lraspp_dir: Path, tmp_path: Path) -> None:
