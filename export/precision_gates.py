@@ -191,7 +191,7 @@ def _positive_int(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("frames", type=Path, help="labelled frames (labels beside the images)")
     parser.add_argument("--limit", type=_positive_int, default=16, help="frames to measure on")

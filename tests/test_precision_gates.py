@@ -57,3 +57,10 @@ def test_cli_refuses_bad_inputs_in_one_line(
             precision_gates.main(argv)
         assert exit_info.value.code == 2
         assert named in capsys.readouterr().err
+
+
+def test_help_describes_the_gates_in_a_whole_sentence(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        precision_gates.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "serving path of a model directory agrees with fp32" in help_text
