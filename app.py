@@ -20,7 +20,6 @@ import demo  # noqa: F401
 # isort: split
 import argparse
 import logging
-from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from demo.present import SHARE_HEADERS
 from demo.uploads import checked_image
 from zoo.availability import DEFAULT_MODEL
 from zoo.backends import PRECISION_CHOICES
-from zoo.cli_errors import error_line, fail
+from zoo.cli_errors import error_line, fail, int_in
 
 ASSETS = Path(str(files("zoo"))) / "assets"
 EXAMPLES_DIR = ASSETS / "examples"
@@ -134,27 +133,10 @@ def build_demo(default_model: str = DEFAULT_MODEL) -> gr.Blocks:
     return blocks
 
 
-def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
-    """argparse type: an int in [low, high] (no upper bound where `high` is None)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
-        if high is not None and not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is out of range: use {low}-{high}")
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        return value
-
-    return parse
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="zoo demo", description="Gradio segmentation demo.")
     parser.add_argument("--host", default="127.0.0.1", help="interface (0.0.0.0 for all)")
-    parser.add_argument("--port", type=_int_in(1, 65535), default=7860)
+    parser.add_argument("--port", type=int_in(1, 65535), default=7860)
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -169,7 +151,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--concurrency",
-        type=_int_in(1),
+        type=int_in(1),
         default=CONCURRENCY,
         help=f"simultaneous inferences, the rest wait in the queue (default {CONCURRENCY})",
     )

@@ -29,6 +29,7 @@ from export.images import CalibrationSet, load_calibration_set
 from export.parity import mean_iou
 from zoo.backend_openvino import openvino_capabilities
 from zoo.backends import BACKENDS
+from zoo.cli_errors import int_in
 from zoo.config import ModelConfig
 from zoo.fileio import read_json_object, write_text_atomic
 from zoo.modelfiles import EVAL_NAME
@@ -183,19 +184,12 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("frames", type=Path, help="labelled frames (labels beside the images)")
-    parser.add_argument("--limit", type=_positive_int, default=16, help="frames to measure on")
-    parser.add_argument("--threads", type=_positive_int, default=None)
+    parser.add_argument("--limit", type=int_in(1), default=16, help="frames to measure on")
+    parser.add_argument("--threads", type=int_in(1), default=None)
     parser.add_argument("--frames-source", help="how the frames were made (recorded)")
     args = parser.parse_args(argv)
     for path, what in ((args.model_dir, "model directory"), (args.frames, "frames folder")):

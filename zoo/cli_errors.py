@@ -7,7 +7,9 @@ of a traceback; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Callable
 
 from zoo.errors import ModelNotAvailableError
 
@@ -34,3 +36,20 @@ def fail(prog: str, error: BaseException | str, code: int = 1) -> int:
     """Print `prog: error: <one line>` to stderr and return the exit status `code`."""
     print(f"{prog}: error: {error_line(error)}", file=sys.stderr)
     return code
+
+
+def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """argparse `type=` for an int in [low, high] (no upper bound where `high` is None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+        if high is not None and not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use {low}-{high}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
