@@ -74,9 +74,17 @@ def check_pixels(width: int, height: int, max_pixels: int | None, name: str) -> 
     (None or 0: no limit)."""
     if max_pixels and width * height > max_pixels:
         raise ImageTooLargeError(
-            f"{name}: {width}x{height} is {width * height / 1e6:.1f} megapixels, over the limit "
-            f"of {max_pixels / 1e6:g} megapixels (max_pixels= or --max-pixels; 0 = no limit)"
+            f"{name}: {width}x{height} is {_pixel_count(width * height, '.1f')}, over the limit "
+            f"of {_pixel_count(max_pixels, 'g')} (max_pixels= or --max-pixels; 0 = no limit)"
         )
+
+
+def _pixel_count(pixels: int, megapixel_format: str) -> str:
+    """`pixels` for a message: in megapixels from 0.1 MP up, else as a count (a limit of 5
+    pixels is not "0.0 megapixels")."""
+    if pixels >= 100_000:
+        return f"{pixels / 1e6:{megapixel_format}} megapixels"
+    return f"{pixels:,} pixels"
 
 
 def is_image_file(path: Path) -> bool:
