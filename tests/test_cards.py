@@ -399,3 +399,16 @@ def test_card_of_a_hub_download_names_its_commit(tmp_path):
 def test_card_lists_the_class_names(tmp_path):
     text = ModelCard.load(write_card(_model_dir(tmp_path, None))).text
     assert "| classes | 19: road, sidewalk, building," in text and "bicycle |" in text
+
+
+def test_card_all_into_a_file_or_from_a_missing_models_root_is_refused(tmp_path, capsys):
+    taken = tmp_path / "cards.txt"
+    taken.write_text("keep")
+    assert main(["--all", "--out", str(taken)]) == 2
+    err = capsys.readouterr().err
+    assert f"output folder {taken} is a file, not a folder" in err and "Errno" not in err
+    assert taken.read_text() == "keep"
+    out = tmp_path / "cards"
+    assert main(["--all", "--out", str(out), "--models-root", str(tmp_path / "nope")]) == 2
+    assert f"models root {tmp_path / 'nope'} is not a folder" in capsys.readouterr().err
+    assert not out.exists()  # refused before any card is written

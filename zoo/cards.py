@@ -209,8 +209,19 @@ def generate_registry_cards(
 
     An id with a model directory `models_root/<id>/` (config.json) gets that directory's card
     (its eval.json numbers; usage from its Hub repo); the others get the "not trained yet"
-    card of `registry_card`, with the recipe `recipe_of(id)` when given.
+    card of `registry_card`, with the recipe `recipe_of(id)` when given. ValueError, before
+    anything is written, when `out_dir` is a file or `models_root` is not a folder.
     """
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ValueError(
+            f"the output folder {out_dir} is a file, not a folder: the cards go to "
+            f"{out_dir}/<id>/{CARD_NAME}; give a folder"
+        )
+    if models_root is not None and not Path(models_root).is_dir():
+        raise ValueError(
+            f"the models root {models_root} is not a folder: it should hold model directories "
+            "named by id"
+        )
     paths = []
     for model_id in sorted(MODELS):
         model_dir = Path(models_root) / model_id if models_root is not None else None
