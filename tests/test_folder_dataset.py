@@ -169,6 +169,20 @@ def test_empty_split_and_unreadable_image(tmp_path: Path) -> None:
         ('{"classes": ["a", "b"], "palette": [[0, 0, 0]]}', "must list 2 [r, g, b]"),
         ('{"classes": ["a", "b"], "ignore_index": 1}', '"ignore_index" 1 is a class id'),
         ('{"classes": ["a"], "label_values": {"3": 4}}', "maps 3 to 4"),
+        (
+            '{"classes": ["a", "b"], "label_values": {"38": "1"}}',
+            '"label_values" maps "38" to "1", which is not an integer: map each raw value to a '
+            "class id (0..1) or the ignore index 255",
+        ),
+        ('{"classes": ["a"], "label_values": {"38": true}}', 'maps "38" to true, which is not'),
+        (
+            '{"classes": ["a"], "label_values": {"crack": 0}}',
+            '"label_values" key "crack" is not a raw mask value: keys are the mask\'s pixel '
+            "values 0..65535",
+        ),
+        ('{"classes": ["a"], "label_values": {"-1": 0}}', 'key "-1" is not a raw mask value'),
+        ('{"classes": ["a"], "label_values": {"70000": 0}}', 'key "70000" is not a raw mask'),
+        ('{"classes": ["a"], "label_values": [[38, 0]]}', "must be a JSON object of raw mask"),
         ('{"classes": ["a"], "colours": []}', "unknown key(s) 'colours'"),
     ],
 )

@@ -16,6 +16,7 @@ or an RGB PNG whose colours are matched exactly against `palette`. Every problem
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -112,11 +113,26 @@ def read_spec(root: str | Path) -> FolderSpec:
         raise _spec_error(path, '"palette" repeats a colour, so RGB masks would be ambiguous')
     values = data.get("label_values", {})
     if not isinstance(values, dict):
-        raise _spec_error(path, f'"label_values" must be an object, got {values!r}')
+        raise _spec_error(
+            path,
+            f'"label_values" must be a JSON object of raw mask value -> class id, e.g. '
+            f'{{"38": 1}}; got {json.dumps(values)}',
+        )
     label_values: dict[int, int] = {}
     for raw, target in values.items():
-        if not str(raw).isdigit() or not isinstance(target, int) or isinstance(target, bool):
-            raise _spec_error(path, f'"label_values" entry {raw!r}: {target!r} is not "int": int')
+        if not re.fullmatch(r"[0-9]+", raw) or int(raw) > 65535:
+            raise _spec_error(
+                path,
+                f'"label_values" key {json.dumps(raw)} is not a raw mask value: keys are the '
+                'mask\'s pixel values 0..65535 written as JSON strings, e.g. {"38": 1}',
+            )
+        if not isinstance(target, int) or isinstance(target, bool):
+            raise _spec_error(
+                path,
+                f'"label_values" maps "{raw}" to {json.dumps(target)}, which is not an integer: '
+                f"map each raw value to a class id (0..{len(classes) - 1}) or the ignore "
+                f'index {ignore}, e.g. {{"{raw}": 0}}',
+            )
         if not (0 <= target < len(classes) or target == ignore):
             raise _spec_error(
                 path,
