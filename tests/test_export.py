@@ -252,11 +252,11 @@ def test_truncated_onnx_gives_clear_error(lraspp_dir: Path, tmp_path: Path) -> N
 def test_garbage_checkpoint_gives_clear_error(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"this is not a checkpoint" * 10)
-    with pytest.raises(CheckpointError, match=r"garbage\.pt is truncated or not a checkpoint"):
+    with pytest.raises(CheckpointError, match=r"garbage\.pt is not a training checkpoint: it is a"):
         export_model(garbage, tmp_path / "m")
     torch.save({"weights": {}}, tmp_path / "keys.pt")
     with pytest.raises(
-        CheckpointError, match=r"keys\.pt lacks the keys model, config \(found: weights\)"
+        CheckpointError, match=r"keys\.pt lacks the keys model, config \(its keys: weights\)"
     ):
         export_model(tmp_path / "keys.pt", tmp_path / "m")
     broken = tmp_path / "broken.safetensors"

@@ -160,7 +160,10 @@ def test_an_unreadable_last_checkpoint_falls_back_to_the_previous_one(
     (run / "last.pt").write_bytes(data[: len(data) // 2])
     assert train_main([*_args(tiny_root, run), "--resume"]) == 0
     captured = capsys.readouterr()
-    assert f"zoo train: warning: checkpoint {run / 'last.pt'} is truncated" in captured.err
+    assert (
+        f"zoo train: warning: {run / 'last.pt'} is not a training checkpoint: it is an "
+        "incomplete zip archive" in captured.err
+    )
     assert f"at iteration {KILLED_AT - 2} of 6 (from last.prev.pt)" in captured.out
     # the broken last.pt is replaced, not kept as last.prev.pt
     assert (_iteration(run / "last.pt"), _iteration(run / "last.prev.pt")) == (6, 4)
@@ -174,13 +177,13 @@ def test_an_unreadable_checkpoint_without_fallback_is_a_clear_error(
     last = run / "last.pt"
     if damage == "truncated":
         last.write_bytes(last.read_bytes()[:1000])
-        expected = "is truncated or not a checkpoint"
+        expected = f"{last} is not a training checkpoint: it is an incomplete zip archive of 1000"
     else:
         torch.save({"model": {}, "config": {"recipe": Path("x")}, "iteration": 4}, last)
-        expected = "holds objects other than tensors and builtins"
+        expected = f"checkpoint {last} holds objects other than tensors and builtins"
     assert train_main([*_args(tiny_root, run), "--resume"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"zoo train: error: cannot resume: checkpoint {last} {expected}")
+    assert err.startswith(f"zoo train: error: cannot resume: {expected}")
     assert "Traceback" not in err
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import pickle
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,40 @@ CHECKPOINT_KEYS = (
     "best_miou",
 )
 
-# What torch.load raises for a file that is truncated or not a checkpoint.
-_LOAD_ERRORS = (RuntimeError, EOFError, OSError, KeyError, ValueError)
+_EXPECTED = "expected a checkpoint that `zoo train` writes (RUN_DIR/last.pt or best.pt)"
+_LISTED_KEYS = 5
+
+
+def _not_torch_save(path: Path) -> str | None:
+    """What `path` is when its bytes cannot be a `torch.save` file (a zip archive, or a
+    legacy pickle); None when they may be one."""
+    from zoo.modelfiles import FILE_KINDS
+
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        head = file.read(4)
+    if size == 0:
+        return "an empty file (0 bytes)"
+    if head.startswith(b"PK"):
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+            if any(name.endswith("data.pkl") for name in names):
+                return None
+            return f"a zip archive of {len(names)} file(s) without data.pkl (not torch.save's)"
+        return (
+            f"an incomplete zip archive of {size} bytes: a checkpoint cut short (an interrupted "
+            "copy or download, or a full disk?)"
+        )
+    if head.startswith(b"\x80"):  # a legacy (pre-zip) torch.save pickle
+        return None
+    kind = f"a {size}-byte file that is no torch.save archive (no zip header)"
+    if path.name in FILE_KINDS:
+        kind += (
+            f"; {path.name} is a model-directory file: zoo eval and init= take the directory "
+            f"{path.parent}"
+        )
+    return kind
 
 
 def model_state_dict(model: nn.Module) -> dict[str, Tensor]:
@@ -140,13 +173,16 @@ def read_checkpoint(
     path: str | Path, required: tuple[str, ...] = ("model", "config")
 ) -> dict[str, Any]:
     """`torch.load(path, weights_only=True)` of a dict holding `required`; ValueError naming
-    the file if it is missing, unreadable, holds more than tensors and builtins, or lacks a
-    key. The one checkpoint reader of training, evaluation, fine-tuning and export."""
+    the file (what it is, and what was expected) if it is missing, not a torch.save file,
+    damaged, holds more than tensors and builtins, or lacks a key. The one checkpoint reader
+    of training, evaluation, fine-tuning and export."""
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"checkpoint {path} not found")
+    if (kind := _not_torch_save(path)) is not None:
+        raise ValueError(f"{path} is not a training checkpoint: it is {kind}; {_EXPECTED}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -154,12 +190,22 @@ def read_checkpoint(
             f"checkpoint {path} holds objects other than tensors and builtins "
             "(not loadable with weights_only=True); it was not written by zoo train"
         ) from None
-    except Exception as error:  # garbage bytes fail in many ways inside the unpickler
+    except Exception as error:  # damaged bytes fail in many ways inside the unpickler
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"checkpoint {path} is truncated or not a checkpoint ({reason})") from None
+        raise ValueError(
+            f"checkpoint {path} is damaged: torch.load cannot read it ({reason}); {_EXPECTED}"
+        ) from None
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in required):
-        found = ", ".join(map(str, checkpoint)) if isinstance(checkpoint, dict) else "no dict"
-        raise ValueError(f"checkpoint {path} lacks the keys {', '.join(required)} (found: {found})")
+        keys = list(map(str, checkpoint)) if isinstance(checkpoint, dict) else []
+        more = f" and {len(keys) - _LISTED_KEYS} more" if len(keys) > _LISTED_KEYS else ""
+        found = (
+            f"its keys: {', '.join(keys[:_LISTED_KEYS])}{more}"
+            if isinstance(checkpoint, dict)
+            else f"it holds a {type(checkpoint).__name__}"
+        )
+        raise ValueError(
+            f"checkpoint {path} lacks the keys {', '.join(required)} ({found}); {_EXPECTED}"
+        )
     if not isinstance(checkpoint["config"], dict):
         raise ValueError(f"checkpoint {path}: 'config' must be a dict (ModelConfig.to_dict())")
     return checkpoint
