@@ -163,6 +163,21 @@ def test_cli_push_to_branch_and_tag(hub, model_dirs, capsys):
     assert "tag 'dev-1' already exists" in capsys.readouterr().err
 
 
+def test_a_reused_tag_pushes_nothing(hub, model_dirs, capsys):
+    from huggingface_hub import HfApi
+
+    first, second = model_dirs
+    repo = f"{ORG}/retag"
+    sha = push_model_dir(first, repo, tag="v1")
+    assert push_main([str(second), "--repo", repo, "--tag", "v1"]) == 2
+    main = HfApi().list_repo_refs(repo).branches
+    assert [(ref.name, ref.target_commit) for ref in main] == [("main", sha)]
+    err = capsys.readouterr().err
+    assert f"tag 'v1' already exists in {repo}: nothing was pushed; choose a new tag" in err
+    pulled = download_model(repo, revision="main", backend="torch")
+    _same_files(first, pulled, [WEIGHTS_NAME])
+
+
 def test_backend_downloads_only_its_files(hub, model_dirs, tmp_path):
     local, _ = model_dirs
     repo = f"{ORG}/patterns"

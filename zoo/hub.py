@@ -277,7 +277,8 @@ def push_model_dir(
     for the local directory, the commit carries a card whose usage loads from `repo_id`
     (rendered in memory); a hand-edited card goes up as it is. The local directory is never
     changed: its card keeps loading the directory, and a failed push leaves nothing behind.
-    Raises ValueError for a bad directory or a reused tag, and ConnectionError ("cannot
+    Raises ValueError for a bad directory or a reused tag (checked before the commit: nothing
+    is pushed), and ConnectionError ("cannot
     reach <endpoint>: <reason>") when the Hub cannot be reached.
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
@@ -299,6 +300,10 @@ def push_model_dir(
     label = config.model_id or f"{config.arch} {config.dataset}"
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        if tag is not None and tag in {ref.name for ref in api.list_repo_refs(repo_id).tags}:
+            raise ValueError(
+                f"tag {tag!r} already exists in {repo_id}: nothing was pushed; choose a new tag"
+            )
         if revision is not None and revision != "main":
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         # A file the new directory lacks (say model.int8.onnx of the previous weights) must
