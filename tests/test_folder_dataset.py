@@ -247,3 +247,15 @@ def test_hf_dataset_saved_to_disk(tmp_path: Path) -> None:
     (root / "dataset.json").unlink()
     with pytest.raises(DatasetLayoutError, match="no class names"):
         HFSegmentationDataset(root, "train")
+
+
+def test_one_bit_mask_reads_as_class_ids_and_other_modes_name_theirs(tmp_path: Path) -> None:
+    spec = read_spec(make_folder_dataset(tmp_path / "d", spec={"classes": ["background", "crack"]}))
+    ids = np.zeros((6, 8), np.uint8)
+    ids[2:5, 3:7] = 1
+    Image.fromarray(ids * 255).convert("1").save(tmp_path / "binary.png")
+    assert Image.open(tmp_path / "binary.png").mode == "1"
+    assert np.array_equal(read_mask(tmp_path / "binary.png", spec), ids.astype(np.int64))
+    Image.fromarray(np.dstack([ids, np.full_like(ids, 255)]), "LA").save(tmp_path / "la.png")
+    with pytest.raises(DatasetFileError, match=r"la\.png has the image mode 'LA'; expected a"):
+        read_mask(tmp_path / "la.png", spec)

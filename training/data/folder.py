@@ -7,7 +7,7 @@
       masks/train/**/<name>.png              (same relative path, .png)
       images/val/..., masks/val/...
 
-A mask is a single-channel 8- or 16-bit PNG of class ids (or of raw values mapped by
+A mask is a single-channel 1-, 8- or 16-bit PNG of class ids (or of raw values mapped by
 `label_values`), a palette-mode PNG whose indices are the class ids (Pascal VOC; 255 = ignore),
 or an RGB PNG whose colours are matched exactly against `palette`. Every problem is a
 `DatasetFileError` / `DatasetLayoutError` naming the file (and the value or colour).
@@ -245,10 +245,10 @@ def mask_to_ids(image: Image.Image, spec: FolderSpec, path: str) -> np.ndarray:
                 f"{SPEC_NAME}; every colour must be one class's palette entry"
             )
         return order[index].astype(np.int64)
-    if image.mode not in ("L", "P", "I;16", "I;16L", "I;16B", "I"):
+    if image.mode not in ("1", "L", "P", "I;16", "I;16L", "I;16B", "I"):
         raise DatasetFileError(
-            f"mask {path} is a {image.mode} image; expected a single-channel 8/16-bit PNG of "
-            "class ids, a palette PNG, or an RGB PNG in the dataset's palette"
+            f"mask {path} has the image mode {image.mode!r}; expected a single-channel "
+            "1/8/16-bit PNG of class ids, a palette PNG, or an RGB PNG in the dataset's palette"
         )
     raw = np.asarray(image).astype(np.int64)
     if spec.label_values:
