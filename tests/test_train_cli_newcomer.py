@@ -135,8 +135,9 @@ def test_derived_workers_fit_the_machine(six_images: Path, capsys, monkeypatch, 
         (["--arch", "lraspp_mbv3", "iterations=many"], "iterations: expected an integer"),
     ],
 )
-def test_bad_arguments_fail_before_the_data_is_read(six_images: Path, tmp_path: Path, capsys,
-                                                    extra: list[str], message: str) -> None:
+def test_bad_arguments_fail_before_the_data_is_read(
+    six_images: Path, tmp_path: Path, capsys, extra: list[str], message: str
+) -> None:
     argv = [*extra, "--data-root", str(six_images), "--out", str(tmp_path / "r")]
     assert train_main(argv) == 2
     captured = capsys.readouterr()
@@ -156,3 +157,21 @@ def test_an_out_that_is_a_file_is_refused(
     assert captured.err.strip() == f"zoo train: error: --out {out} exists and is not a folder"
     assert captured.out == "" and not no_fit  # refused before the data is read
     assert out.read_text() == "keep me"
+
+
+def test_loss_with_a_named_recipe_is_refused_not_ignored(six_images: Path, capsys) -> None:
+    argv = [BUILT_IN, "--loss", "ce", "--print-recipe"]
+    assert train_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"zoo train: error: --loss ce goes with --arch; recipe {BUILT_IN} trains with loss "
+        "cpg: train lraspp_mbv3_synthcity_ce for ce"
+    )
+    assert train_main([BUILT_IN, "--loss", "cpg", "--print-recipe"]) == 0  # its own loss
+    assert json.loads(capsys.readouterr().out)["loss"] == "cpg"
+    for loss, expected in ((None, "cpg"), ("ce", "ce")):
+        flags = [] if loss is None else ["--loss", loss]
+        argv = ["--arch", "lraspp_mbv3", *flags, "--data-root", str(six_images), "--print-recipe"]
+        assert train_main(argv) == 0
+        recipe = json.loads(capsys.readouterr().out)
+        assert (recipe["loss"], recipe["name"]) == (expected, f"lraspp_mbv3_mydata_{expected}")

@@ -45,7 +45,11 @@ def _train_parser() -> argparse.ArgumentParser:
         "dataset.json, or a Hugging Face dataset): the recipe's crop and iterations come from "
         "the data (see --print-recipe)",
     )
-    parser.add_argument("--loss", choices=("ce", "cpg"), default="cpg", help="with --arch")
+    parser.add_argument(
+        "--loss",
+        choices=("ce", "cpg"),
+        help="with --arch: cpg (default: CE + CPG) or ce; a named recipe's loss is in its name",
+    )
     parser.add_argument("--data-root", help="dataset folder (its real layout); required to train")
     parser.add_argument("--out", help="run folder for checkpoints and logs; required to train")
     start = parser.add_mutually_exclusive_group()
@@ -113,6 +117,12 @@ def _base_recipe(args: argparse.Namespace, main_rank: bool) -> tuple[Recipe, int
         if args.recipe is None:
             raise ValueError("give a RECIPE (zoo list recipes: zoo train --help) or --arch")
         recipe = get_recipe(args.recipe)
+        if args.loss is not None and args.loss != recipe.loss:
+            other = recipe.name.removesuffix(f"_{recipe.loss}") + f"_{args.loss}"
+            raise ValueError(
+                f"--loss {args.loss} goes with --arch; recipe {recipe.name} trains with loss "
+                f"{recipe.loss}: train {other} for {args.loss}"
+            )
         parse_overrides(args.overrides, recipe)
         if args.data_root is not None:
             check_recipe_matches_data(recipe, args.data_root)
@@ -132,7 +142,8 @@ def _base_recipe(args: argparse.Namespace, main_rank: bool) -> tuple[Recipe, int
         verbose=main_rank and not args.print_recipe,
     )
     # an iterations= override also sets what derives from it (warm-up, intervals)
-    recipe = custom_recipe(args.arch, args.loss, name, images, sizes, given.get("iterations"))
+    loss = args.loss or "cpg"
+    recipe = custom_recipe(args.arch, loss, name, images, sizes, given.get("iterations"))
     return recipe, images
 
 
