@@ -175,3 +175,32 @@ def test_loss_with_a_named_recipe_is_refused_not_ignored(six_images: Path, capsy
         assert train_main(argv) == 0
         recipe = json.loads(capsys.readouterr().out)
         assert (recipe["loss"], recipe["name"]) == (expected, f"lraspp_mbv3_mydata_{expected}")
+
+
+def test_ctrl_c_says_how_to_continue_in_one_line(
+    six_images: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(self: Trainer, *args, **kwargs) -> dict:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "fit", interrupted)
+    out = tmp_path / "run"
+    argv = ["--arch", "lraspp_mbv3", "--data-root", str(six_images), "--out", str(out),
+            "iterations=20", "device=cpu"]  # fmt: skip
+    for first in (True, False):
+        try:
+            code = train_main([*argv, "--overwrite"])
+        except KeyboardInterrupt:
+            pytest.fail("Ctrl-C escaped zoo train as a traceback")
+        assert code == 130
+        err = capsys.readouterr().err.strip()
+        if first:  # nothing saved yet
+            assert err == f"zoo train: interrupted before the first checkpoint in {out}"
+            out.mkdir()
+            (out / "last.pt").write_bytes(b"saved")
+        else:  # the command to continue: --resume, without --overwrite (it would delete the run)
+            again = " ".join(["zoo", "train", *argv, "--resume"])
+            assert err == (
+                f"zoo train: interrupted; the run continues from {out / 'last.pt'} (written "
+                f"every checkpoint_interval iterations) with: {again}"
+            )

@@ -215,6 +215,27 @@ def _start_point(args: argparse.Namespace, main_rank: bool) -> tuple[Recipe, Pat
     return recipe, resume
 
 
+def _interrupted(out: Path, argv: list[str]) -> None:
+    """Say where an interrupted run stands (Ctrl-C) and how to continue it."""
+    from training.runs import LAST
+
+    if not (out / LAST).is_file():
+        print(f"zoo train: interrupted before the first checkpoint in {out}", file=sys.stderr)
+        return
+    again: list[str] = []  # argv without how it started: --resume continues it
+    skip = False
+    for arg in argv:
+        dropped = arg in ("--resume", "--overwrite", "--resume-from")
+        if not (skip or dropped or arg.startswith("--resume-from=")):
+            again.append(arg)
+        skip = arg == "--resume-from"
+    print(
+        f"zoo train: interrupted; the run continues from {out / LAST} (written every "
+        f"checkpoint_interval iterations) with: {shlex.join(['zoo', 'train', *again, '--resume'])}",
+        file=sys.stderr,
+    )
+
+
 def train_main(argv: list[str]) -> int:
     """`zoo train RECIPE --data-root DIR --out DIR [key=value ...] [--resume | --overwrite]`."""
     args = _train_parser().parse_intermixed_args(argv)
@@ -255,6 +276,10 @@ def train_main(argv: list[str]) -> int:
         return _fail("zoo train", f"{error} Or fine-tune with init=MODEL_ID (zoo list).")
     except USER_ERRORS as error:
         return _fail("zoo train", error)
+    except KeyboardInterrupt:
+        if main_rank:
+            _interrupted(Path(args.out), argv)
+        return 130
     if result and main_rank:
         print(f"final val mIoU {result['mIoU']:.4f}, mBF {result.get('mBF', float('nan')):.4f}")
     return 0
