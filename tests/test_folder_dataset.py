@@ -259,3 +259,27 @@ def test_one_bit_mask_reads_as_class_ids_and_other_modes_name_theirs(tmp_path: P
     Image.fromarray(np.dstack([ids, np.full_like(ids, 255)]), "LA").save(tmp_path / "la.png")
     with pytest.raises(DatasetFileError, match=r"la\.png has the image mode 'LA'; expected a"):
         read_mask(tmp_path / "la.png", spec)
+
+
+def test_a_size_mismatch_from_exif_orientation_says_so(tmp_path: Path) -> None:
+    root = make_folder_dataset(tmp_path / "d", n_train=1, n_val=1, size=(12, 16))
+    image = next((root / "images/train").rglob("img0.*"))
+    photo = Image.open(image).convert("RGB")
+    exif = photo.getexif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    rotated = image.with_suffix(".jpg")
+    image.unlink()
+    photo.save(rotated, exif=exif)
+    mask = next((root / "masks/train").rglob("img0.png"))  # 16x12, as the stored pixels
+    _expect(
+        root,
+        DatasetFileError,
+        f"image {rotated} is 12x16 but its mask {mask} is 16x12 (width x height); the image is "
+        "stored as 16x12, but its EXIF orientation (6) turns it",
+        "turn the mask the same way, or, if it was drawn on the stored pixels, remove the "
+        "image's orientation tag",
+    )
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(mask)  # no orientation story: no hint
+    with pytest.raises(DatasetFileError) as info:
+        check_folder_dataset(root)
+    assert str(info.value).endswith("is 5x5 (width x height)")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import ExifTags, Image
 
 from training.data.files import describe_missing
 from training.data.io import open_image_file
@@ -301,9 +301,23 @@ def check_pair(pair: Pair, spec: FolderSpec) -> tuple[tuple[int, int], np.ndarra
     if mask.shape != size:
         raise DatasetFileError(
             f"image {pair.image} is {size[1]}x{size[0]} but its mask {pair.mask} is "
-            f"{mask.shape[1]}x{mask.shape[0]} (width x height)"
+            f"{mask.shape[1]}x{mask.shape[0]} (width x height){_orientation_hint(pair, mask)}"
         )
     return (size, *class_counts(mask, spec))
+
+
+def _orientation_hint(pair: Pair, mask: np.ndarray) -> str:
+    """Why an image and its mask differ in size when the mask has the image's stored size: the
+    image's EXIF orientation, which the readers apply."""
+    with Image.open(pair.image) as image:
+        stored, orientation = image.size, image.getexif().get(ExifTags.Base.Orientation, 1)
+    if orientation == 1 or stored != (mask.shape[1], mask.shape[0]):
+        return ""
+    return (
+        f"; the image is stored as {stored[0]}x{stored[1]}, but its EXIF orientation "
+        f"({orientation}) turns it, as training and inference read it: turn the mask the same "
+        "way, or, if it was drawn on the stored pixels, remove the image's orientation tag"
+    )
 
 
 def class_counts(mask: np.ndarray, spec: FolderSpec) -> tuple[np.ndarray, int]:
