@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -232,6 +233,27 @@ def test_missing_or_incomplete_model_dir(tmp_path: Path) -> None:
     shutil.copy(Path(__file__), tmp_path / "x.py")
     with pytest.raises(ValueError, match="is a file"):
         zoo.load(str(tmp_path / "x.py"))
+
+
+def test_a_checkpoint_or_a_model_file_in_place_of_the_directory_says_what_to_pass(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "runs" / "mine" / "last.pt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"PK")
+    message = re.escape(
+        f"{checkpoint} is a file, not a model directory, perhaps a training checkpoint: export "
+        f"it with `zoo export {checkpoint} --out MODEL_DIR` and load MODEL_DIR"
+    )
+    with pytest.raises(ValueError, match=message):
+        zoo.load(str(checkpoint))
+    onnx = model_dir / "model.onnx"
+    message = re.escape(
+        f"{onnx} is a file, not a model directory: it is a model-directory file; pass its "
+        f"directory {model_dir}"
+    )
+    with pytest.raises(ValueError, match=message):
+        zoo.load(onnx)
 
 
 def test_model_dir_without_model_files(model_dir: Path, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from zoo.devices import check_device
 from zoo.errors import HubUnreachableError, ModelNotAvailableError
 from zoo.hubname import is_hub_name, parse_hub_name
 from zoo.modeldir import interrupted_replacement, verify_files
-from zoo.modelfiles import CONFIG_NAME
+from zoo.modelfiles import CONFIG_NAME, FILE_KINDS
 from zoo.predict_options import AUTO, Auto
 from zoo.preprocess import MAX_IMAGE_PIXELS
 from zoo.registry import MODELS
@@ -127,10 +127,16 @@ def resolve_model_dir(
     if path.is_dir():
         return path
     if path.is_file():
-        raise ValueError(
-            f"{path} is a file; pass the model directory that holds {CONFIG_NAME} "
-            f"and the model files"
-        )
+        if path.name in FILE_KINDS:
+            hint = f": it is a model-directory file; pass its directory {path.parent}"
+        elif path.suffix.lower() in (".pt", ".pth"):
+            hint = (
+                ", perhaps a training checkpoint: export it with "
+                f"`zoo export {path} --out MODEL_DIR` and load MODEL_DIR"
+            )
+        else:
+            hint = f"; pass the model directory that holds {CONFIG_NAME} and the model files"
+        raise ValueError(f"{path} is a file, not a model directory{hint}")
     if text in packaged_models():
         return PACKAGED_MODELS_DIR / text
     if text in MODELS:
