@@ -412,3 +412,24 @@ def test_card_all_into_a_file_or_from_a_missing_models_root_is_refused(tmp_path,
     assert main(["--all", "--out", str(out), "--models-root", str(tmp_path / "nope")]) == 2
     assert f"models root {tmp_path / 'nope'} is not a folder" in capsys.readouterr().err
     assert not out.exists()  # refused before any card is written
+
+
+def test_card_keeps_a_hand_written_readme_unless_overwrite(tmp_path, capsys):
+    directory = _model_dir(tmp_path, EVAL)
+    readme = directory / CARD_NAME
+    for own in (
+        "# Crack detector\n\nNotes.\n",
+        "---\nlicense: mit\n---\nMine.\n",
+        "---\n: :\n---\n",
+    ):
+        readme.write_text(own)
+        assert main([str(directory)]) == 2
+        err = capsys.readouterr().err
+        assert f"{readme} is not a cpg-zoo card (no 'library_name: cpg-zoo' in its YAML" in err
+        assert "so it was kept: move it away, or pass --overwrite to replace it" in err
+        assert readme.read_text() == own
+    assert main([str(directory), "--overwrite"]) == 0
+    assert ModelCard.load(readme).data.library_name == "cpg-zoo"
+    readme.write_text(readme.read_text().replace("## Results", "## Results\n\nEdited."))
+    assert main([str(directory)]) == 0  # a cpg-zoo card is regenerated
+    assert "Edited." not in readme.read_text()

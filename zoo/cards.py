@@ -18,6 +18,7 @@ from typing import Any
 
 from zoo.availability import HUB_PUBLISHED, hub_snapshot, is_packaged_dir
 from zoo.card_parts import (
+    LIBRARY_NAME,
     base_context,
     card_data,
     cpg_rows,
@@ -122,16 +123,39 @@ def _present_files(directory: Path) -> list[str]:
     return [n for n in CARD_LISTED_FILES if (directory / n).is_file()]
 
 
-def write_card(model_dir: str | Path, repo_id: str | None = None, builtin: bool = False) -> Path:
+def _is_zoo_card(path: Path) -> bool:
+    """Whether the README.md at `path` is a cpg-zoo card (its YAML names the library)."""
+    from huggingface_hub.repocard import metadata_load
+    from yaml import YAMLError  # huggingface_hub's YAML parser (PyYAML)
+
+    try:
+        metadata = metadata_load(path)
+    except (ValueError, YAMLError):  # front matter that is not a YAML mapping
+        return False
+    return metadata is not None and metadata.get("library_name") == LIBRARY_NAME
+
+
+def write_card(
+    model_dir: str | Path,
+    repo_id: str | None = None,
+    builtin: bool = False,
+    overwrite: bool = False,
+) -> Path:
     """Write `model_dir/README.md` from its `config.json` and `eval.json` (atomically).
 
     `repo_id`: the Hub repo the usage loads from; `builtin`: the directory is a staging copy
-    of a model that will ship in the package (usage loads it by name)."""
+    of a model that will ship in the package (usage loads it by name). A README.md that is
+    not a cpg-zoo card (say, written by hand) is kept: ValueError unless `overwrite`."""
     directory = Path(model_dir)
     config = ModelConfig.load(directory)
+    path = directory / CARD_NAME
+    if path.is_file() and not overwrite and not _is_zoo_card(path):
+        raise ValueError(
+            f"{path} is not a cpg-zoo card (no 'library_name: {LIBRARY_NAME}' in its YAML "
+            "header), so it was kept: move it away, or pass --overwrite to replace it"
+        )
     files = _present_files(directory)
     card = render_card(config, read_eval(directory), files, repo_id, directory, builtin)
-    path = directory / CARD_NAME
     write_text_atomic(path, str(card))
     return path
 

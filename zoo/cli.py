@@ -89,6 +89,11 @@ def card_main(argv: list[str]) -> int:
         help="the directory will ship in the package (zoo/assets/models/): usage loads it by "
         "name (automatic for the package's own directories)",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a README.md in MODEL_DIR that is not a cpg-zoo card (kept otherwise)",
+    )
     parser.add_argument("--all", action="store_true", help="cards of all registry ids")
     parser.add_argument("--out", default="model_cards", help="output folder for --all")
     parser.add_argument(
@@ -108,7 +113,8 @@ def card_main(argv: list[str]) -> int:
             )
             print(f"wrote {len(paths)} cards under {args.out}/")
         else:
-            print(f"wrote {write_card(args.model_dir, args.repo, args.builtin)}")
+            path = write_card(args.model_dir, args.repo, args.builtin, args.overwrite)
+            print(f"wrote {path}")
     except USER_ERRORS as error:
         return fail("zoo card", error, code=2)
     return 0
