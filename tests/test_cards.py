@@ -433,3 +433,12 @@ def test_card_keeps_a_hand_written_readme_unless_overwrite(tmp_path, capsys):
     readme.write_text(readme.read_text().replace("## Results", "## Results\n\nEdited."))
     assert main([str(directory)]) == 0  # a cpg-zoo card is regenerated
     assert "Edited." not in readme.read_text()
+
+
+def test_card_with_an_impossible_repo_id_is_refused(tmp_path, capsys):
+    directory = _model_dir(tmp_path, EVAL)
+    assert main([str(directory), "--repo", "my org/street model"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zoo card: error: Repo id must use alphanumeric chars")
+    assert "'my org/street model'" in err
+    assert not (directory / CARD_NAME).exists()

@@ -146,6 +146,10 @@ def write_card(
     `repo_id`: the Hub repo the usage loads from; `builtin`: the directory is a staging copy
     of a model that will ship in the package (usage loads it by name). A README.md that is
     not a cpg-zoo card (say, written by hand) is kept: ValueError unless `overwrite`."""
+    from huggingface_hub.utils import validate_repo_id
+
+    if repo_id is not None:
+        validate_repo_id(repo_id)  # the usage snippets would load a repo that cannot exist
     directory = Path(model_dir)
     config = ModelConfig.load(directory)
     path = directory / CARD_NAME
