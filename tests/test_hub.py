@@ -178,6 +178,45 @@ def test_a_reused_tag_pushes_nothing(hub, model_dirs, capsys):
     _same_files(first, pulled, [WEIGHTS_NAME])
 
 
+def test_a_tag_git_refuses_pushes_nothing(hub, model_dirs, capsys):
+    from huggingface_hub import HfApi
+
+    first, second = model_dirs
+    repo = f"{ORG}/badtag"
+    sha = push_model_dir(first, repo)
+    for tag in ("release 2", "v1..2", "v2/", "v2.lock"):
+        assert push_main([str(second), "--repo", repo, "--tag", tag]) == 2
+        main = HfApi().list_repo_refs(repo)
+        assert [(ref.name, ref.target_commit) for ref in main.branches] == [("main", sha)]
+        assert main.tags == []
+        err = capsys.readouterr().err
+        assert f"tag {tag!r} is not a valid git tag name" in err and "nothing was pushed" in err
+
+
+def test_a_tag_that_fails_after_the_commit_says_the_commit_went_up(
+    hub, model_dirs, capsys, monkeypatch
+):
+    import httpx2
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    def refuse(self, repo_id, **kwargs):
+        request = httpx2.Request("POST", f"{hub.endpoint}/api/models/{repo_id}/tag/x")
+        response = httpx2.Response(500, request=request)
+        raise HfHubHTTPError("500 Server Error: tag store down", response=response)
+
+    monkeypatch.setattr(HfApi, "create_tag", refuse)
+    first, _ = model_dirs
+    repo = f"{ORG}/tagdown"
+    assert push_main([str(first), "--repo", repo, "--tag", "v1"]) == 2
+    sha = HfApi().list_repo_refs(repo).branches[0].target_commit
+    err = capsys.readouterr().err
+    assert (
+        f"commit {sha} was pushed to {repo}@main, but tagging it 'v1' failed: 500 Server "
+        "Error: tag store down"
+    ) in err
+
+
 def test_backend_downloads_only_its_files(hub, model_dirs, tmp_path):
     local, _ = model_dirs
     repo = f"{ORG}/patterns"

@@ -12,6 +12,7 @@ ONNX files are ever fetched: nothing from the Hub is unpickled.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from zoo.backends import BACKENDS
@@ -30,6 +31,9 @@ from zoo.modelfiles import (
 )
 
 logger = logging.getLogger(__name__)
+
+# What git (and so the Hub) refuses in a ref name: `git check-ref-format`'s rules.
+_BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[/.-]|[/.]$|\.lock(/|$)|/\.")
 
 PULL_ALL = "all"  # a pull of every file of the repo
 # Everything a push may upload; nothing else in a model directory goes up.
@@ -277,8 +281,9 @@ def push_model_dir(
     for the local directory, the commit carries a card whose usage loads from `repo_id`
     (rendered in memory); a hand-edited card goes up as it is. The local directory is never
     changed: its card keeps loading the directory, and a failed push leaves nothing behind.
-    Raises ValueError for a bad directory or a reused tag (checked before the commit: nothing
-    is pushed), and ConnectionError ("cannot
+    Raises ValueError for a bad directory, or a reused or invalid tag (checked before the
+    commit: nothing is pushed), or a tag that fails after the commit (the message names the
+    commit that went up), and ConnectionError ("cannot
     reach <endpoint>: <reason>") when the Hub cannot be reached.
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
@@ -288,6 +293,11 @@ def push_model_dir(
 
     directory = Path(model_dir)
     config = validate_model_dir(directory)
+    if tag is not None and (tag == "@" or _BAD_REF.search(tag)):
+        raise ValueError(
+            f"tag {tag!r} is not a valid git tag name (no spaces, ~ ^ : ? * [ \\, '..', "
+            "leading '-' or '.', trailing '.' or '/'): nothing was pushed"
+        )
     card = repo_card_text(directory, repo_id)  # None: the directory's own card goes up
     if card is not None:
         logger.info("uploading a card that loads from %s (the local one is unchanged)", repo_id)
@@ -326,9 +336,11 @@ def push_model_dir(
             api.create_tag(repo_id, tag=tag, revision=sha, tag_message=f"{label} {tag}")
         except HfHubHTTPError as error:
             if error.response is not None and error.response.status_code == 409:
-                raise ValueError(
-                    f"tag {tag!r} already exists in {repo_id}; commit {sha} was pushed "
-                    "untagged: choose a new tag"
-                ) from None
-            raise
+                why = "it already exists (created meanwhile)"
+            else:
+                why = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ValueError(
+                f"commit {sha} was pushed to {repo_id}@{revision or 'main'}, but tagging it "
+                f"{tag!r} failed: {why}"
+            ) from None
     return sha
