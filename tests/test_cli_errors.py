@@ -66,3 +66,19 @@ def test_demo_with_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture
     assert zoo_main(["demo", "--model", str(tmp_path / "missing"), "--port", str(free_port())]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # after the server log's line
     assert last.startswith("zoo demo: error: cannot load the model: ") and "missing" in last
+
+
+def test_a_reader_that_leaves_early_is_no_error(tmp_path: Path) -> None:
+    """`zoo data check DATA | head`: stdout closes early; no error line, SIGPIPE's status."""
+    import subprocess
+    import sys
+
+    from tests.test_folder_dataset import make_folder_dataset
+
+    root = make_folder_dataset(tmp_path / "d")
+    command = [sys.executable, "-m", "zoo.cli", "data", "check", str(root)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader leaves before anything is written
+    err = process.stderr.read().decode()
+    assert (process.wait(timeout=120), err) == (141, "")

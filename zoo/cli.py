@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import sys
 
-from zoo.cli_errors import USER_ERRORS, fail
+from zoo.cli_errors import USER_ERRORS, fail, reader_left
 
 # subcommand -> ("module:function taking argv", one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -163,8 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         function = getattr(importlib.import_module(module_name), function_name)
         return int(function(rest) or 0)
     except BrokenPipeError:  # `zoo list | head`: the reader left; no traceback
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+        return reader_left()
     except ModuleNotFoundError as error:
         extra = EXTRA_OF_MODULE.get((error.name or "").split(".")[0])
         if extra is None:

@@ -8,6 +8,7 @@ of a traceback; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 
@@ -32,8 +33,19 @@ def error_line(error: BaseException | str) -> str:
     return " ".join(lines)
 
 
+def reader_left() -> int:
+    """After a BrokenPipeError on stdout (`zoo ... | head`: the reader left): send the rest of
+    stdout to /dev/null, so the exit flush raises nothing, and return the exit status 141
+    (SIGPIPE's)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
+
+
 def fail(prog: str, error: BaseException | str, code: int = 1) -> int:
-    """Print `prog: error: <one line>` to stderr and return the exit status `code`."""
+    """Print `prog: error: <one line>` to stderr and return the exit status `code`; a
+    BrokenPipeError (the reader of stdout left) prints nothing and returns `reader_left()`."""
+    if isinstance(error, BrokenPipeError):
+        return reader_left()
     print(f"{prog}: error: {error_line(error)}", file=sys.stderr)
     return code
 
