@@ -9,6 +9,7 @@ import urllib.error
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.test_folder_dataset import make_folder_dataset
 from training.cli import train_main
@@ -204,3 +205,35 @@ def test_ctrl_c_says_how_to_continue_in_one_line(
                 f"zoo train: interrupted; the run continues from {out / 'last.pt'} (written "
                 f"every checkpoint_interval iterations) with: {again}"
             )
+
+
+def test_resume_on_data_whose_classes_changed_is_refused(
+    six_images: Path, tmp_path: Path, capsys
+) -> None:
+    import shutil
+
+    data = Path(shutil.copytree(six_images, tmp_path / "mydata"))
+    out = tmp_path / "run"
+    argv = ["--arch", "lraspp_mbv3", "--data-root", str(data), "--out", str(out), "--no-progress",
+            "iterations=1", "batch_size=2", "pretrained_backbone=false", *QUICK]  # fmt: skip
+    assert train_main(argv) == 0, capsys.readouterr().err
+    spec = json.loads((data / "dataset.json").read_text())
+    last = out / "last.pt"
+    classes, palette = spec["classes"], spec["palette"]
+    changes = [
+        ({"classes": [*classes, "hole"], "palette": [*palette, [9, 9, 9]]}, "it has 3 classes, "
+         "the data 4"),
+        ({"classes": classes[::-1], "palette": palette[::-1]}, "its class 0 is 'background', "
+         "the data's is 'patch'"),
+    ]  # fmt: skip
+    for change, expected in changes:
+        (data / "dataset.json").write_text(json.dumps({**spec, **change}))
+        capsys.readouterr()
+        assert train_main([*argv, "iterations=2", "--allow-override", "--resume"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [
+            f"zoo train: error: cannot resume from {last}: the data's classes differ from the "
+            f"run's ({expected}); a run keeps its classes: restore them in dataset.json, or "
+            f"start a new run (another --out) that fine-tunes from it with init={last}"
+        ]
+    assert int(torch.load(last, weights_only=True)["iteration"]) == 1  # nothing trained on

@@ -65,6 +65,30 @@ def check_same_run(path: Path, saved: dict[str, Any], recipe: dict[str, Any]) ->
             )
 
 
+def check_same_classes(path: Path, saved: dict[str, Any], config: dict[str, Any]) -> None:
+    """ValueError when the data's classes (names and order) or ignore index differ from those
+    checkpoint `path` (its config `saved`) was trained with: resuming would silently give
+    its class ids other meanings."""
+    before, now = saved.get("classes"), config["classes"]
+    if before != now:
+        if not isinstance(before, list) or len(before) != len(now):
+            count = len(before) if isinstance(before, list) else "unknown"
+            change = f"it has {count} classes, the data {len(now)}"
+        else:
+            i = next(i for i, (a, b) in enumerate(zip(before, now, strict=True)) if a != b)
+            change = f"its class {i} is {before[i]!r}, the data's is {now[i]!r}"
+        raise ValueError(
+            f"cannot resume from {path}: the data's classes differ from the run's ({change}); "
+            "a run keeps its classes: restore them in dataset.json, or start a new run "
+            f"(another --out) that fine-tunes from it with init={path}"
+        )
+    if saved.get("ignore_index") != config["ignore_index"]:
+        raise ValueError(
+            f"cannot resume from {path}: its ignore index is {saved.get('ignore_index')!r}, "
+            f"the data's is {config['ignore_index']!r}"
+        )
+
+
 def restore_rng(
     states: list[dict[str, Any]] | dict[str, Any],
     path: Path,

@@ -39,7 +39,13 @@ from training.loss_meter import NONFINITE_HINT, LossMeter, Term, as_summable
 from training.model_setup import build_training_model
 from training.recipe_data import build_datasets
 from training.recipes import Recipe
-from training.resume import check_same_run, prepare_out_dir, restore_rng, resume_point
+from training.resume import (
+    check_same_classes,
+    check_same_run,
+    prepare_out_dir,
+    restore_rng,
+    resume_point,
+)
 from training.runs import (
     BEST,
     LAST,
@@ -178,6 +184,7 @@ class Trainer:
             for problem in point.skipped:
                 print(f"warning: {problem}; using {path}", file=sys.stderr)
         check_same_run(path, checkpoint["config"]["recipe"], self.recipe.to_dict())
+        check_same_classes(path, checkpoint["config"], self.config)
         self.module.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
