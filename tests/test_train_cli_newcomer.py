@@ -237,3 +237,28 @@ def test_resume_on_data_whose_classes_changed_is_refused(
             f"start a new run (another --out) that fine-tunes from it with init={last}"
         ]
     assert int(torch.load(last, weights_only=True)["iteration"]) == 1  # nothing trained on
+
+
+def test_resume_after_the_data_folder_was_renamed_says_how(
+    six_images: Path, tmp_path: Path, capsys
+) -> None:
+    import shutil
+
+    out = tmp_path / "run"
+    argv = ["--arch", "lraspp_mbv3", "--out", str(out), "--no-progress", "iterations=1",
+            "batch_size=2", "pretrained_backbone=false", *QUICK]  # fmt: skip
+    assert train_main([*argv, "--data-root", str(six_images)]) == 0, capsys.readouterr().err
+    moved = Path(shutil.copytree(six_images, tmp_path / "cracks v2"))
+    capsys.readouterr()
+    assert train_main([*argv, "--data-root", str(moved), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"zoo train: error: {out / 'last.pt'} is a checkpoint of lraspp_mbv3_mydata_cpg, not of "
+        "lraspp_mbv3_cracks_v2_cpg: its data was named 'mydata' (a recipe of your data is named "
+        'after the folder, or "name" in dataset.json); to resume on this data, add "name": '
+        '"mydata" to its dataset.json'
+    )
+    spec = json.loads((moved / "dataset.json").read_text())
+    (moved / "dataset.json").write_text(json.dumps({**spec, "name": "mydata"}))
+    assert train_main([*argv, "--data-root", str(moved), "--resume"]) == 0  # as the hint says
+    assert "lraspp_mbv3_mydata_cpg: already trained (1 iterations)" in capsys.readouterr().out

@@ -88,7 +88,16 @@ def _resumed_recipe(
     except (TypeError, ValueError) as error:
         raise ValueError(f"{path}: its recipe is not valid here ({error})") from None
     if saved.name != name:
-        raise ValueError(f"{path} is a checkpoint of {saved.name}, not of {name}")
+        hint = ""
+        prefix, suffix = f"{saved.arch}_", f"_{saved.loss}"
+        if saved.dataset == "custom" and name.startswith(prefix) and name.endswith(suffix):
+            data = saved.name.removeprefix(prefix).removesuffix(suffix)
+            hint = (
+                f": its data was named {data!r} (a recipe of your data is named after the "
+                'folder, or "name" in dataset.json); to resume on this data, add '
+                f'"name": "{data}" to its dataset.json'
+            )
+        raise ValueError(f"{path} is a checkpoint of {saved.name}, not of {name}{hint}")
     recipe = apply_overrides(saved, overrides)
     refused = [key for key in changed_keys(saved, recipe) if key not in RESUME_SAFE_KEYS]
     if refused and not allow_override:
