@@ -283,3 +283,20 @@ def test_a_size_mismatch_from_exif_orientation_says_so(tmp_path: Path) -> None:
     with pytest.raises(DatasetFileError) as info:
         check_folder_dataset(root)
     assert str(info.value).endswith("is 5x5 (width x height)")
+
+
+def test_a_grey_mask_saved_as_rgb_says_so(tmp_path: Path) -> None:
+    spec = read_spec(make_folder_dataset(tmp_path / "d", spec={"classes": CLASSES}))
+    ids = _ids(0)
+    ids[ids == 255] = 0
+    Image.fromarray(np.dstack([ids] * 3)).save(tmp_path / "grey.png")
+    with pytest.raises(DatasetFileError) as info:
+        read_mask(tmp_path / "grey.png", spec)
+    assert str(info.value).endswith(
+        "(its three channels are equal: a grey mask saved as RGB; "
+        "Image.open(path).convert('L').save(path) makes it single-channel)"
+    )
+    Image.fromarray(np.asarray(PALETTE, np.uint8)[ids]).save(tmp_path / "colour.png")
+    with pytest.raises(DatasetFileError) as info:
+        read_mask(tmp_path / "colour.png", spec)
+    assert 'needs a "palette"' in str(info.value) and "saved as RGB" not in str(info.value)

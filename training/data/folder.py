@@ -225,10 +225,18 @@ def mask_to_ids(image: Image.Image, spec: FolderSpec, path: str) -> np.ndarray:
     ignore = spec.info.ignore_index
     if image.mode in ("RGB", "RGBA"):
         if not spec.palette_given:
+            rgb = np.asarray(image.convert("RGB"))
+            grey = bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+            hint = (
+                " (its three channels are equal: a grey mask saved as RGB; "
+                "Image.open(path).convert('L').save(path) makes it single-channel)"
+                if grey
+                else ""
+            )
             raise DatasetFileError(
                 f'RGB mask {path} needs a "palette" in {SPEC_NAME} (one [r, g, b] per class, in '
                 "class order) to map its colours to classes; or save masks as single-channel "
-                'PNGs of class ids (raw values mapped by "label_values")'
+                f'PNGs of class ids (raw values mapped by "label_values"){hint}'
             )
         rgb = np.asarray(image.convert("RGB"), dtype=np.int64)
         codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
