@@ -324,14 +324,21 @@ def test_bad_images(onnx_seg: Segmenter, tmp_path: Path) -> None:
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
     with pytest.raises(ValueError, match=r"corrupt\.jpg"):
         onnx_seg.predict(corrupt)
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(
+        ValueError, match=r"got \(4, 5, 6, 3\); a batch of images goes in as a list"
+    ):
         onnx_seg.predict(np.zeros((4, 5, 6, 3), np.uint8))
+    with pytest.raises(IsADirectoryError, match=rf"{re.escape(str(tmp_path))} is a folder, not"):
+        onnx_seg.predict(tmp_path)  # exists: not "image file not found"
+    with pytest.raises(TypeError, match=r"generator; .* several images go in as a list"):
+        onnx_seg.predict(image for image in [np.zeros((10, 10, 3), np.uint8)])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="shape"):
         onnx_seg.predict(np.zeros((10, 10, 2), np.uint8))
     with pytest.raises(ValueError, match="float32"):
         onnx_seg.predict(np.zeros((10, 10, 3), np.float32))
-    with pytest.raises(TypeError, match="unsupported"):
+    with pytest.raises(TypeError, match="unsupported image input int; pass a path") as info:
         onnx_seg.predict(12)  # type: ignore[arg-type]
+    assert "list" not in str(info.value)  # an int is not several images
     with pytest.raises(ValueError, match="unknown mode"):
         onnx_seg.predict(np.zeros((10, 10, 3), np.uint8), mode="tiles")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeAlias
@@ -117,6 +117,11 @@ def open_image(
     Errors as `read_image`.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"{path} is a folder, not an image file; pass its images as a list (or run "
+            "`zoo predict FOLDER`)"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
     try:
@@ -190,8 +195,9 @@ def array_to_rgb(array: np.ndarray) -> np.ndarray:
     if array.ndim == 2:
         array = array[..., None]
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4) or min(array.shape[:2]) < 1:
+        batch = "; a batch of images goes in as a list: list(batch)" if array.ndim == 4 else ""
         raise ValueError(
-            f"image array must have shape HxW, HxWx1, HxWx3 or HxWx4, got {array.shape}"
+            f"image array must have shape HxW, HxWx1, HxWx3 or HxWx4, got {array.shape}{batch}"
         )
     if array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
@@ -208,9 +214,10 @@ def to_rgb(image: ImageInput) -> np.ndarray:
         return pil_to_rgb(image)
     if isinstance(image, np.ndarray):
         return array_to_rgb(image)
+    several = "; several images go in as a list" if isinstance(image, Iterable) else ""
     raise TypeError(
         f"unsupported image input {type(image).__name__}; pass a path, a PIL image or an "
-        "HxWx3 uint8 array"
+        f"HxWx3 uint8 array{several}"
     )
 
 
