@@ -262,3 +262,13 @@ def test_resume_after_the_data_folder_was_renamed_says_how(
     (moved / "dataset.json").write_text(json.dumps({**spec, "name": "mydata"}))
     assert train_main([*argv, "--data-root", str(moved), "--resume"]) == 0  # as the hint says
     assert "lraspp_mbv3_mydata_cpg: already trained (1 iterations)" in capsys.readouterr().out
+
+
+def test_overrides_before_the_recipe_name_still_name_the_recipe(capsys) -> None:
+    # argparse hands the first positional to RECIPE: `device=cpu` was "unknown recipe"
+    assert train_main(["iterations=7", BUILT_IN, "lr=0.5", "--print-recipe"]) == 0
+    recipe = json.loads(capsys.readouterr().out)
+    assert (recipe["name"], recipe["iterations"], recipe["lr"]) == (BUILT_IN, 7, 0.5)
+    assert train_main(["iterations=7", "--print-recipe"]) == 2
+    err = capsys.readouterr().err
+    assert "give one RECIPE before the key=value overrides (got 'iterations=7'" in err

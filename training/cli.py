@@ -123,6 +123,16 @@ def _base_recipe(args: argparse.Namespace, main_rank: bool) -> tuple[Recipe, int
     from zoo.lookup import lookup
 
     if args.arch is None:
+        if args.recipe is not None and "=" in args.recipe:  # argparse took an override for it
+            names = [value for value in args.overrides if "=" not in value]
+            if len(names) != 1:
+                raise ValueError(
+                    f"give one RECIPE before the key=value overrides (got {args.recipe!r} where "
+                    "the recipe name goes)"
+                )
+            args.overrides.remove(names[0])  # `zoo train key=value RECIPE`: the name, anywhere
+            args.overrides.insert(0, args.recipe)
+            args.recipe = names[0]
         if args.recipe is None:
             raise ValueError("give a RECIPE (zoo list recipes: zoo train --help) or --arch")
         recipe = get_recipe(args.recipe)
