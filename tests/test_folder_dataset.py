@@ -195,6 +195,13 @@ def test_bad_dataset_json(tmp_path: Path, content: str | None, fragment: str) ->
     _expect(root, DatasetLayoutError, fragment)
 
 
+def test_dataset_json_saved_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    root = make_folder_dataset(tmp_path / "d", spec={"classes": ["background", "crack"]})
+    text = (root / "dataset.json").read_text(encoding="utf-8")
+    (root / "dataset.json").write_bytes(b"\xef\xbb\xbf" + text.encode())  # as Notepad saves it
+    assert read_spec(root).info.classes == ("background", "crack")
+
+
 def test_unmapped_raw_value_with_label_values(tmp_path: Path) -> None:
     root = make_folder_dataset(tmp_path / "d", "raw16")
     spec = read_spec(root)

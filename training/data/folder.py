@@ -68,7 +68,7 @@ def read_spec(root: str | Path) -> FolderSpec:
             '{"classes": ["background", ...]}'
         )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # Notepad writes a BOM
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise _spec_error(path, f"not valid JSON ({error})") from None
     if not isinstance(data, dict):
