@@ -54,7 +54,14 @@ PATHS = (
 )
 
 
-def prepare(arch: str, work: Path, checkpoint: str | None, frames: Path, classes: int) -> Path:
+def prepare(
+    arch: str,
+    work: Path,
+    checkpoint: str | None,
+    frames: Path,
+    classes: int,
+    int8_gate: float | None = None,
+) -> Path:
     """A model directory for `arch` in `work`, exported once from `checkpoint` (a checkpoint or
     a model directory; None: random BN-calibrated weights) with fp32 + int8 calibrated on
     `frames`; the export also measures the accuracy-gate figures into eval.json."""
@@ -79,7 +86,9 @@ def prepare(arch: str, work: Path, checkpoint: str | None, frames: Path, classes
         # random weights: int8 agreement reported, not gated (near-tied random logits)
         gates=ParityGates(int8_min_agreement=0.0, fp32_max_abs_diff=5e-3)
         if random_weights
-        else None,
+        else None
+        if int8_gate is None
+        else ParityGates(int8_min_agreement=int8_gate),
         command="bench/inference.py",
     )
     return model_dir
@@ -243,6 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs per path and kind")
     parser.add_argument("--limit", type=int, default=8, help="frames for the accuracy figures")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--int8-gate",
+        type=float,
+        default=None,
+        help="the export's int8 agreement gate for --checkpoint models (default: the export's; "
+        "a lower one measures an int8 file the export would refuse: the runtime still gates it)",
+    )
     parser.add_argument("--num-classes", type=int, default=19)
     parser.add_argument("--work", default="/tmp/cpg-bench")
     parser.add_argument("--json", help="write all figures here")
@@ -269,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     results["command"] = " ".join(["python", "bench/inference.py", *(argv or sys.argv[1:])])
     rows = []
     for arch in args.archs:
-        model_dir = prepare(arch, work, checkpoints.get(arch), Path(args.frames), args.num_classes)
+        model_dir = prepare(
+            arch, work, checkpoints.get(arch), Path(args.frames), args.num_classes, args.int8_gate
+        )
         for size_text in args.sizes:
             size = tuple(int(v) for v in size_text.split("x"))
             if args.ort_profile:
