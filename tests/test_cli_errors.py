@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -77,7 +78,11 @@ def test_a_reader_that_leaves_early_is_no_error(tmp_path: Path) -> None:
 
     root = make_folder_dataset(tmp_path / "d")
     command = [sys.executable, "-m", "zoo.cli", "data", "check", str(root)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    # buffered stdout (a shell's default for a pipe): the write fails in the exit flush
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env
+    )
     assert process.stdout is not None and process.stderr is not None
     process.stdout.close()  # the reader leaves before anything is written
     err = process.stderr.read().decode()

@@ -160,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"zoo {command}", "not implemented yet", code=2)
     try:
         function = getattr(importlib.import_module(module_name), function_name)
-        return int(function(rest) or 0)
+        code = int(function(rest) or 0)
+        sys.stdout.flush()  # a reader that left fails here, not in the exit flush
+        return code
     except BrokenPipeError:  # `zoo list | head`: the reader left; no traceback
         return reader_left()
     except ModuleNotFoundError as error:
