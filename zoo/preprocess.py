@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Final, TypeAlias
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 ImageInput: TypeAlias = "str | os.PathLike[str] | Image.Image | np.ndarray | DecodedImage"
 
@@ -27,8 +27,8 @@ IMAGE_EXTENSIONS: Final = frozenset(
 folder datasets and export calibration frames. Pillow decodes each and `read_image` turns
 every mode (palette, grey, 16-bit, alpha) into RGB."""
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
-_EXIF_ORIENTATION = 0x0112
-_TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+# EXIF orientations that swap width and height (the readers apply the orientation)
+TRANSPOSING_ORIENTATIONS: Final = frozenset({5, 6, 7, 8})
 
 MAX_IMAGE_PIXELS: Final = 50_000_000
 """Default pixel limit of `zoo predict`, `Segmenter` and the demo. An image with more pixels is
@@ -132,8 +132,8 @@ def open_image(
                 target_height, target_width = scaled_size(height, width, reduce_to)
                 image.draft(image.mode, (target_width, target_height))  # no-op but for JPEG
             image.load()
-            orientation = image.getexif().get(_EXIF_ORIENTATION)
-            size = (width, height) if orientation in _TRANSPOSING_ORIENTATIONS else (height, width)
+            orientation = image.getexif().get(ExifTags.Base.Orientation)
+            size = (width, height) if orientation in TRANSPOSING_ORIENTATIONS else (height, width)
             return DecodedImage(pil_to_rgb(image), size)
     except ImageTooLargeError:
         raise

@@ -319,7 +319,8 @@ def _orientation_hint(pair: Pair, mask: np.ndarray) -> str:
     image's EXIF orientation, which the readers apply."""
     with Image.open(pair.image) as image:
         stored, orientation = image.size, image.getexif().get(ExifTags.Base.Orientation, 1)
-    if orientation == 1 or stored != (mask.shape[1], mask.shape[0]):
+    turned = orientation in preprocess.TRANSPOSING_ORIENTATIONS
+    if not turned or stored != (mask.shape[1], mask.shape[0]):
         return ""
     return (
         f"; the image is stored as {stored[0]}x{stored[1]}, but its EXIF orientation "
