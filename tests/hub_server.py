@@ -133,6 +133,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         routes = [
+            (r"/api/whoami-v2", self.whoami),
             (rf"/api/models/{REPO}", self.repo_info),
             (rf"/api/models/{REPO}/revision/(?P<rev>[^/]+)", self.repo_info),
         ]
@@ -142,6 +143,12 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_GET  # noqa: N815
 
     # -- reads -----------------------------------------------------------------------------
+    def whoami(self) -> None:
+        """Any bearer token is the account `user` (where a bare repo name is created)."""
+        if not self.headers.get("authorization", "").startswith("Bearer "):
+            raise HubError(401, "Invalid credentials in Authorization header")
+        self._json(200, {"type": "user", "name": "user", "orgs": []})
+
     def repo_info(self, repo: str, rev: str = "main") -> None:
         """olah answers 401 for a repo without a revision and for unknown revisions."""
         store = self._store(repo)

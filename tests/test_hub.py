@@ -163,6 +163,28 @@ def test_cli_push_to_branch_and_tag(hub, model_dirs, capsys):
     assert "tag 'dev-1' already exists" in capsys.readouterr().err
 
 
+def test_a_bare_repo_name_goes_to_the_token_account(hub, model_dirs, capsys, monkeypatch, tmp_path):
+    """`--repo NAME` is `user/NAME` (the Hub's create_repo does the same): the commit, the
+    card's usage and the printed pin name the full id; without a token it says what to pass."""
+    import shutil
+
+    first = tmp_path / "nocard"
+    shutil.copytree(model_dirs[0], first)
+    (first / CARD_NAME).unlink()
+    assert push_main([str(first), "--repo", "bare"]) == 2
+    err = capsys.readouterr().err
+    assert "'bare' has no namespace" in err and "USER/bare" in err
+    assert not (hub.mirrors / "models" / "user" / "bare").exists()
+
+    monkeypatch.setenv("HF_TOKEN", "hf_local_test_token")
+    assert push_main([str(first), "--repo", "bare"]) == 0
+    out = capsys.readouterr().out
+    assert "to user/bare@main: commit" in out and "zoo.load('hf-hub:user/bare@" in out
+    pulled = download_model("user/bare", backend="onnx")
+    _same_files(first, pulled, [ONNX_NAME])
+    assert 'zoo.load("hf-hub:user/bare")' in (pulled / CARD_NAME).read_text()
+
+
 def test_a_reused_tag_pushes_nothing(hub, model_dirs, capsys):
     from huggingface_hub import HfApi
 

@@ -263,6 +263,27 @@ def validate_model_dir(model_dir: str | Path) -> ModelConfig:
     return config
 
 
+def full_repo_id(repo_id: str, token: str | None = None) -> str:
+    """`org/name` as it is; a bare `name` gets the token's account (`user/name`), as the Hub's
+    repo creation does. Raises ValueError when a bare name has no token to ask the Hub with,
+    ConnectionError when the Hub cannot be reached."""
+    if "/" in repo_id:
+        return repo_id
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import LocalTokenNotFoundError
+
+    try:
+        user = HfApi(token=token).whoami()["name"]
+    except LocalTokenNotFoundError:
+        raise ValueError(
+            f"repo id {repo_id!r} has no namespace and no Hub token is set to find your user "
+            f"name: pass USER/{repo_id} or ORG/{repo_id}, or log in (hf auth login, HF_TOKEN)"
+        ) from None
+    except network_errors() as error:
+        raise ConnectionError(f"cannot reach {_endpoint()}: {_reason(error)}") from error
+    return f"{user}/{repo_id}"
+
+
 def push_model_dir(
     model_dir: str | Path,
     repo_id: str,
@@ -273,6 +294,8 @@ def push_model_dir(
     commit_message: str | None = None,
 ) -> str:
     """Upload a model directory to Hub repo `repo_id` in one commit; return its sha.
+
+    A `repo_id` without a namespace goes to the token's account (`full_repo_id`).
 
     Creates the repo if needed (`private` applies only then) and branch `revision` if it does
     not exist yet, uploads only the model-directory files (`UPLOAD_FILES`), deletes those the
@@ -293,6 +316,7 @@ def push_model_dir(
 
     directory = Path(model_dir)
     config = validate_model_dir(directory)
+    repo_id = full_repo_id(repo_id, token)
     if tag is not None and (tag == "@" or _BAD_REF.search(tag)):
         raise ValueError(
             f"tag {tag!r} is not a valid git tag name (no spaces, ~ ^ : ? * [ \\, '..', "

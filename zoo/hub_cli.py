@@ -18,7 +18,11 @@ def push_main(argv: list[str]) -> int:
         "repo; the local directory is not changed. HF_ENDPOINT selects the server.",
     )
     parser.add_argument("model_dir", help="model directory written by `zoo export`")
-    parser.add_argument("--repo", required=True, help="Hub repo id, e.g. cpg-zoo/lraspp_mbv3_...")
+    parser.add_argument(
+        "--repo",
+        required=True,
+        help="Hub repo id, e.g. cpg-zoo/lraspp_mbv3_... (a bare name goes to your account)",
+    )
     parser.add_argument("--revision", help="branch to commit to (created if missing; default main)")
     parser.add_argument("--tag", help="tag the new commit, e.g. v1.0")
     parser.add_argument("--private", action="store_true", help="create the repo as private")
@@ -28,9 +32,10 @@ def push_main(argv: list[str]) -> int:
 
     from huggingface_hub.errors import HfHubHTTPError
 
-    from zoo.hub import push_model_dir
+    from zoo.hub import full_repo_id, push_model_dir
 
     try:
+        args.repo = full_repo_id(args.repo, args.token)  # `name` -> `user/name`, for the links
         sha = push_model_dir(
             args.model_dir,
             args.repo,
