@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 import zoo
-from tests.test_folder_dataset import CLASSES, make_folder_dataset, make_hf_dataset
+from tests.test_folder_dataset import CLASSES, PALETTE, make_folder_dataset, make_hf_dataset
 from training.cli import train_main
 from training.finetune import load_init_weights
 from training.losses import CPGLoss, SegmentationObjective
@@ -32,7 +32,7 @@ def test_init_keeps_the_backbone_and_replaces_the_head() -> None:
     torch.manual_seed(0)
     model = build_model("lraspp_mbv3", 3)
     fresh = {k: v.clone() for k, v in model.state_dict().items()}
-    report = load_init_weights(model, BUILT_IN, "lraspp_mbv3", 3)
+    report = load_init_weights(model, BUILT_IN, "lraspp_mbv3", CLASSES)
     state = model.state_dict()
     head = [k for k in state if k.startswith(HEAD)]
     assert sorted(report.reinitialised) == sorted(head) and len(head) == 4
@@ -41,21 +41,55 @@ def test_init_keeps_the_backbone_and_replaces_the_head() -> None:
         expected = fresh[name] if name in head else source[name]
         assert torch.equal(tensor, expected), name
     with pytest.raises(ValueError, match="holds lraspp_mbv3 weights but this run trains"):
-        load_init_weights(build_model("deeplabv3_mbv3", 3), BUILT_IN, "deeplabv3_mbv3", 3)
+        load_init_weights(build_model("deeplabv3_mbv3", 3), BUILT_IN, "deeplabv3_mbv3", CLASSES)
 
 
-def test_fine_tune_export_load_predict(tmp_path: Path, monkeypatch, capsys) -> None:
-    data = make_folder_dataset(tmp_path / "cracks", "palette", n_train=4, n_val=2, size=(64, 96))
-    run = tmp_path / "run"
+def _spy_first_step(monkeypatch: pytest.MonkeyPatch) -> dict[str, torch.Tensor]:
+    """Filled with the weights the first optimizer step sees (the init, before training)."""
     first_step: dict[str, torch.Tensor] = {}
     original_step = Trainer._train_step
 
-    def spy(self: Trainer, *args, **kwargs):  # the weights the first optimizer step sees
+    def spy(self: Trainer, *args, **kwargs):
         if not first_step:
             first_step.update({k: v.clone() for k, v in self.module.state_dict().items()})
         return original_step(self, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "_train_step", spy)
+    return first_step
+
+
+def test_class_rows_follow_class_names(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A run whose classes are some of the source's, in another order and case, starts each
+    from the source's row of that name; a class the source lacks starts fresh."""
+    source = load_file(str(PACKAGED_MODELS_DIR / BUILT_IN / "model.safetensors"))
+    names = json.loads((PACKAGED_MODELS_DIR / BUILT_IN / "config.json").read_text())["classes"]
+    classes = ["sky", "Road", "pothole"]
+    data = make_folder_dataset(tmp_path / "roads", spec={"classes": classes, "palette": PALETTE})
+    argv = ["--arch", "lraspp_mbv3", "--data-root", str(data), "--out", str(tmp_path / "run"),
+            f"init={BUILT_IN}", *QUICK, "--no-progress"]  # fmt: skip
+    state = _spy_first_step(monkeypatch)
+    assert train_main(argv) == 0, capsys.readouterr().err
+    assert (
+        "2 from the source (sky, Road (source road)), 1 fresh (pothole)" in capsys.readouterr().out
+    )
+    for tensor in ("low_classifier.weight", "high_classifier.bias"):
+        mine, theirs = state["classifier." + tensor], source["classifier." + tensor]
+        assert torch.equal(mine[0], theirs[names.index("sky")])
+        assert torch.equal(mine[1], theirs[names.index("road")])
+        assert not any(torch.equal(mine[2], row) for row in theirs)  # pothole: fresh
+
+    # The same count under other names keeps no row (a row is the class of its name).
+    model = build_model("lraspp_mbv3", 19)
+    fresh = model.state_dict()["classifier.low_classifier.weight"].clone()
+    report = load_init_weights(model, BUILT_IN, "lraspp_mbv3", [f"c{i}" for i in range(19)])
+    assert torch.equal(model.state_dict()["classifier.low_classifier.weight"], fresh)
+    assert len(report.reinitialised) == 4 and len(report.fresh_classes) == 19
+
+
+def test_fine_tune_export_load_predict(tmp_path: Path, monkeypatch, capsys) -> None:
+    data = make_folder_dataset(tmp_path / "cracks", "palette", n_train=4, n_val=2, size=(64, 96))
+    run = tmp_path / "run"
+    first_step = _spy_first_step(monkeypatch)
     argv = ["--arch", "lraspp_mbv3", "--data-root", str(data), "--out", str(run),
             f"init={BUILT_IN}", *QUICK, "--no-progress"]  # fmt: skip
     assert train_main(argv) == 0, capsys.readouterr().err

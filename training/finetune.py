@@ -1,10 +1,14 @@
 """Fine-tuning: start a network from trained weights of the same architecture (`init=`).
 
 `init` is a registry id, a model directory, an `hf-hub:` id (weights from `model.safetensors`)
-or a trainer checkpoint (`.pt`). Tensors load by name and shape; when the class count differs,
-the architecture's class-dependent layers (`Architecture.classifier_layers`: the classifier,
-the aux / OCR class layers) keep their fresh initialisation, as does anything the source lacks
-(e.g. an aux head that export dropped). Any other shape mismatch is an error.
+or a trainer checkpoint (`.pt`). Tensors load by name and shape, except the architecture's
+class-dependent layers (`Architecture.classifier_layers`: the classifier, the aux / OCR class
+layers), whose rows are classes and go by class NAME (case-insensitive): identical class lists
+keep them whole; otherwise each class the source also has gets its row (a subset or a new order
+of the source's classes keeps what it learnt) and the other classes keep their fresh
+initialisation, as does anything the source lacks (e.g. an aux head that export dropped). A
+row is never kept for a class of another name, even when the class counts agree. Any other
+shape mismatch is an error.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ class InitReport:
     kept: list[str] = field(default_factory=list)
     reinitialised: list[str] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)  # in the source, not in this network
+    # Class-dependent tensors whose rows came from the source by class name (the others fresh).
+    mapped: list[str] = field(default_factory=list)
+    classes_from_source: dict[str, str] = field(default_factory=dict)  # this run's: source's
+    fresh_classes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """A few lines for the training log: kept tensors by module, re-initialised by name."""
@@ -40,6 +48,19 @@ class InitReport:
             f"re-initialised {len(self.reinitialised)} tensors: "
             + (", ".join(self.reinitialised) or "none"),
         ]
+        if self.mapped:
+            pairs = [
+                a if a == b else f"{a} (source {b})" for a, b in self.classes_from_source.items()
+            ]
+            lines.append(
+                f"class rows of {', '.join(self.mapped)} by class name: "
+                f"{len(pairs)} from the source ({', '.join(pairs)}), "
+                f"{len(self.fresh_classes)} fresh ({', '.join(self.fresh_classes) or 'none'})"
+            )
+        elif self.fresh_classes:
+            lines.append(
+                "no class of this run is in the source's classes: the class layers start fresh"
+            )
         if self.unused:
             lines.append(f"not used from the source: {', '.join(self.unused)}")
         return "\n".join(lines)
@@ -48,7 +69,8 @@ class InitReport:
         return {
             "source": self.source, "source_arch": self.source_arch,
             "source_classes": self.source_classes, "kept": self.kept,
-            "reinitialised": self.reinitialised, "unused": self.unused,
+            "reinitialised": self.reinitialised, "unused": self.unused, "mapped": self.mapped,
+            "classes_from_source": self.classes_from_source, "fresh_classes": self.fresh_classes,
         }  # fmt: skip
 
 
@@ -73,8 +95,14 @@ def read_init_weights(init: str) -> tuple[dict[str, Any], dict[str, Tensor]]:
     return ModelConfig.load(model_dir).to_dict(), load_file(str(weights))
 
 
-def load_init_weights(model: nn.Module, init: str, arch: str, num_classes: int) -> InitReport:
-    """Copy the weights of `init` into `model` (an `arch` network with `num_classes`)."""
+def source_rows(source_classes: list[str], classes: list[str]) -> list[int | None]:
+    """For each of `classes`, the index of the same-named source class (case-insensitive)."""
+    index = {name.casefold(): i for i, name in enumerate(source_classes)}
+    return [index.get(name.casefold()) for name in classes]
+
+
+def load_init_weights(model: nn.Module, init: str, arch: str, classes: list[str]) -> InitReport:
+    """Copy the weights of `init` into `model` (an `arch` network for `classes`)."""
     config, source = read_init_weights(init)
     source_arch, source_classes = config.get("arch"), config.get("num_classes")
     if source_arch != arch:
@@ -83,13 +111,29 @@ def load_init_weights(model: nn.Module, init: str, arch: str, num_classes: int) 
             f"a {arch} model or change arch"
         )
     class_layers = get_architecture(arch).classifier_layers
-    replace_head = source_classes != num_classes
+    source_names = [str(name) for name in config.get("classes") or []]
+    rows = source_rows(source_names, list(classes))
+    same_classes = [name.casefold() for name in source_names] == [c.casefold() for c in classes]
     report = InitReport(init, str(source_arch), int(source_classes or 0))
+    if not same_classes:
+        for name, row in zip(classes, rows, strict=True):
+            if row is None:
+                report.fresh_classes.append(name)
+            else:
+                report.classes_from_source[name] = source_names[row]
     chosen: dict[str, Tensor] = {}
     own = model.state_dict()
     for name, tensor in own.items():
-        if (replace_head and name.startswith(class_layers)) or name not in source:
+        by_class = name.startswith(class_layers) and not same_classes
+        if name not in source or (by_class and not report.classes_from_source):
             report.reinitialised.append(name)
+        elif by_class:
+            mapped = tensor.clone()
+            for target, row in enumerate(rows):
+                if row is not None:
+                    mapped[target] = source[name][row]
+            chosen[name] = mapped
+            report.mapped.append(name)
         elif source[name].shape != tensor.shape:
             raise ValueError(
                 f"init={init!r}: tensor {name} has shape {tuple(source[name].shape)}, this "

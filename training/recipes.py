@@ -83,8 +83,8 @@ class Recipe:
     cudnn_benchmark: bool = True
     compile: bool = False
     # Fine-tuning: start from these weights (a registry id, a model directory, an hf-hub: id
-    # or a trainer checkpoint) instead of ImageNet; layers that depend on the class count are
-    # re-initialised when it differs (`training.finetune`).
+    # or a trainer checkpoint) instead of ImageNet; the class layers' rows go by class name,
+    # a class the source lacks starts fresh (`training.finetune`).
     init: str = ""
     # Columns of a Hugging Face `datasets` dataset given as --data-root.
     image_column: str = "image"

@@ -158,7 +158,7 @@ class Trainer:
         from zoo.fileio import write_text_atomic
 
         r = self.recipe
-        report = load_init_weights(model, r.init, r.arch, self.info.num_classes)
+        report = load_init_weights(model, r.init, r.arch, list(self.info.classes))
         if dist_info.is_main:
             print(report.summary(), flush=True)
             text = json.dumps(report.to_dict(), indent=2) + "\n"
