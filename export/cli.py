@@ -7,7 +7,7 @@ import json
 import shlex
 import sys
 
-from export.onnx_export import HEADS
+from export.onnx_export import HEADS, MAX_OPSET, MIN_OPSET
 from zoo.cli_errors import USER_ERRORS, fail
 from zoo.modelfiles import (
     CARD_NAME,
@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--fp16", action="store_true", help=f"also write {ONNX_FP16_NAME} (GPU)")
     parser.add_argument("--head", choices=HEADS, default="logits", help="extra graph output")
-    parser.add_argument("--opset", type=int, default=18)
+    parser.add_argument(
+        "--opset", type=int, default=18, help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (default 18)"
+    )
     parser.add_argument(
         "--shape",
         dest="shapes",

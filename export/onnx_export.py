@@ -25,6 +25,19 @@ LOGITS_NAME = "logits"
 EXTRA_OUTPUT = {"probs": "probs", "argmax": "labels"}  # head -> name of the extra output
 DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
 MAX_IR_VERSION = 10  # onnxruntime-gpu 1.31 rejects IR > 13; the torch exporters write 8/10
+MIN_OPSET = 17
+# the newest opset the installed torch exports (torch raises "Unsupported onnx_opset_version")
+MAX_OPSET: int = getattr(torch.onnx._constants, "ONNX_MAX_OPSET", 20)
+
+
+def check_opset(opset: int) -> int:
+    """`opset` if this torch can export it and the graph needs no older one, else ValueError."""
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ValueError(
+            f"opset must be between {MIN_OPSET} and {MAX_OPSET} (the newest this torch "
+            f"{torch.__version__} exports), got {opset}"
+        )
+    return opset
 
 
 class ExportWrapper(nn.Module):
@@ -61,8 +74,7 @@ def export_onnx(
     sample_size: tuple[int, int] = (128, 160),
 ) -> Path:
     """Export eval-mode `model` to `path`; input `input` N x 3 x H x W float32 (normalised)."""
-    if opset < 17:
-        raise ValueError(f"opset must be >= 17, got {opset}")
+    check_opset(opset)
     path = Path(path)
     wrapper = ExportWrapper(model, head).eval()
     names = output_names(head)

@@ -1,0 +1,34 @@
+"""`zoo export` options a user can get wrong: each is refused up front with a message naming
+it (no traceback, nothing written)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.synthetic import random_checkpoint
+from export.cli import main as cli_main
+from tests.helpers_torch import one_torch_thread  # noqa: F401 (autouse fixture)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return random_checkpoint("lraspp_mbv3", tmp_path_factory.mktemp("ckpt") / "lraspp.pt")
+
+
+def _refused(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, *options: str) -> str:
+    """Run `zoo export` with `options`; assert it fails cleanly, writing nothing; its stderr."""
+    out = tmp_path / "m"
+    assert cli_main([str(checkpoint), "--out", str(out), "-q", *options]) == 1
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == []
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("opset", ["99", "16"])
+def test_opset_out_of_range_is_refused(
+    opset: str, checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    err = _refused(checkpoint, tmp_path, capsys, "--opset", opset)
+    assert "opset must be between 17 and " in err and f"got {opset}" in err
