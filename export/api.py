@@ -22,7 +22,14 @@ from export.images import CalibrationSet, load_calibration_set
 from export.install import NOT_CARRIED, carry_over, default_permissions
 from export.onnx_check import check_onnx_file
 from export.onnx_export import Head, check_opset, export_onnx
-from export.parity import DEFAULT_SHAPES, ParityGates, fp32_parity, gate_inputs, int8_parity
+from export.parity import (
+    DEFAULT_SHAPES,
+    ParityGates,
+    check_shapes,
+    fp32_parity,
+    gate_inputs,
+    int8_parity,
+)
 from export.quantize import quantize_int8
 from export.report import (
     REPORT_KEY,
@@ -77,6 +84,7 @@ def export_model(
     """
     gates = gates or ParityGates()
     check_opset(opset)
+    check_shapes(shapes)
     if int8 and calib_data is None:
         raise ValueError("int8 export needs calibration images (calib_data / --calib-data DIR)")
     out_dir = Path(out_dir)

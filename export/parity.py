@@ -51,6 +51,16 @@ class ParityGates:
         return asdict(self)
 
 
+def check_shapes(shapes: tuple[tuple[int, int, int, int], ...]) -> None:
+    """ValueError unless there is a shape and each is N x 3 x H x W with N, H, W >= 1."""
+    if not shapes:
+        raise ValueError("the parity gates need at least one input shape")
+    for shape in shapes:
+        if len(shape) != 4 or shape[1] != 3 or min(shape) < 1:
+            text = "x".join(map(str, shape))
+            raise ValueError(f"parity shape must be N x 3 x H x W with N, H, W >= 1, got {text}")
+
+
 def gate_inputs(
     shapes: tuple[tuple[int, int, int, int], ...],
     mean: list[float],
@@ -59,10 +69,9 @@ def gate_inputs(
     seed: int = 0,
 ) -> list[np.ndarray]:
     """One normalised batch per shape: calibration images resized, else smooth synthetic ones."""
+    check_shapes(shapes)
     batches = []
     for index, shape in enumerate(shapes):
-        if len(shape) != 4 or shape[1] != 3:
-            raise ValueError(f"parity shape must be N x 3 x H x W, got {shape}")
         if calibration is None:
             batches.append(synthetic_images(shape, mean, std, seed=seed + index))
             continue

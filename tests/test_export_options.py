@@ -32,3 +32,11 @@ def test_opset_out_of_range_is_refused(
 ) -> None:
     err = _refused(checkpoint, tmp_path, capsys, "--opset", opset)
     assert "opset must be between 17 and " in err and f"got {opset}" in err
+
+
+@pytest.mark.parametrize("shape", ["0x3x64x64", "1x3x0x64", "1x3x64x-8"])
+def test_empty_parity_shape_is_refused(
+    shape: str, checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    err = _refused(checkpoint, tmp_path, capsys, "--shape", shape)
+    assert f"parity shape must be N x 3 x H x W with N, H, W >= 1, got {shape}" in err
