@@ -94,12 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     from export.api import export_model
     from export.parity import DEFAULT_SHAPES, ParityError, ParityGates
 
-    gates = ParityGates(
-        fp32_max_abs_diff=args.max_diff,
-        int8_min_agreement=args.int8_min_agreement,
-        int8_max_miou_drop=args.int8_max_miou_drop,
-    )
     try:
+        gates = ParityGates(
+            fp32_max_abs_diff=args.max_diff,
+            int8_min_agreement=args.int8_min_agreement,
+            int8_max_miou_drop=args.int8_max_miou_drop,
+        )
         out = export_model(
             args.checkpoint,
             args.out,

@@ -5,6 +5,7 @@ Every figure goes into the export report; a failed gate raises `ParityError` car
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -46,6 +47,23 @@ class ParityGates:
     # count int8 agreement only where the fp32 top-2 margin exceeds this (0: every pixel)
     int8_margin: float = 0.0
     int8_max_miou_drop: float | None = None  # absolute mIoU drop (0..1); None: report only
+
+    def __post_init__(self) -> None:
+        """ValueError naming a threshold that no export could meet or that means nothing."""
+        fractions = {
+            "fp32_min_agreement": self.fp32_min_agreement,
+            "int8_min_agreement (--int8-min-agreement)": self.int8_min_agreement,
+            "int8_max_miou_drop (--int8-max-miou-drop)": self.int8_max_miou_drop,
+        }
+        for name, value in fractions.items():
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} is a fraction in [0, 1] (0.98 for 98%), got {value}")
+        for name, value in {
+            "fp32_max_abs_diff (--max-diff)": self.fp32_max_abs_diff,
+            "int8_margin": self.int8_margin,
+        }.items():
+            if not 0.0 <= value < math.inf:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -40,3 +40,24 @@ def test_empty_parity_shape_is_refused(
 ) -> None:
     err = _refused(checkpoint, tmp_path, capsys, "--shape", shape)
     assert f"parity shape must be N x 3 x H x W with N, H, W >= 1, got {shape}" in err
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--max-diff", "-1", "--max-diff) must be a finite number >= 0, got -1.0"),
+        ("--max-diff", "nan", "--max-diff) must be a finite number >= 0, got nan"),
+        ("--int8-min-agreement", "98", "--int8-min-agreement) is a fraction in [0, 1]"),
+        ("--int8-max-miou-drop", "-0.5", "--int8-max-miou-drop) is a fraction in [0, 1]"),
+    ],
+)
+def test_meaningless_gate_is_refused(
+    option: str,
+    value: str,
+    message: str,
+    checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    err = _refused(checkpoint, tmp_path, capsys, option, value)
+    assert message in err
