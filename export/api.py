@@ -87,6 +87,13 @@ def export_model(
     check_shapes(shapes)
     if int8 and calib_data is None:
         raise ValueError("int8 export needs calibration images (calib_data / --calib-data DIR)")
+    if calib_limit < 1:
+        raise ValueError(f"calib_limit (--calib-limit) must be >= 1 image, got {calib_limit}")
+    if calib_size is not None and min(calib_size) < 1:
+        raise ValueError(
+            f"calib_size (--calib-size) must be HxW with H, W >= 1, got {calib_size[0]}x"
+            f"{calib_size[1]}"
+        )
     out_dir = Path(out_dir)
     if out_dir.is_symlink():  # replace the directory it points to, keep the link
         out_dir = out_dir.resolve()

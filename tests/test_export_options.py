@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from bench.synthetic import random_checkpoint
 from export.cli import main as cli_main
@@ -42,22 +43,33 @@ def test_empty_parity_shape_is_refused(
     assert f"parity shape must be N x 3 x H x W with N, H, W >= 1, got {shape}" in err
 
 
+CALIBRATION = ("--int8", "--calib-data", "{frames}")
+
+
 @pytest.mark.parametrize(
-    ("option", "value", "message"),
+    ("options", "message"),
     [
-        ("--max-diff", "-1", "--max-diff) must be a finite number >= 0, got -1.0"),
-        ("--max-diff", "nan", "--max-diff) must be a finite number >= 0, got nan"),
-        ("--int8-min-agreement", "98", "--int8-min-agreement) is a fraction in [0, 1]"),
-        ("--int8-max-miou-drop", "-0.5", "--int8-max-miou-drop) is a fraction in [0, 1]"),
+        (("--max-diff", "-1"), "--max-diff) must be a finite number >= 0, got -1.0"),
+        (("--max-diff", "nan"), "--max-diff) must be a finite number >= 0, got nan"),
+        (("--int8-min-agreement", "98"), "--int8-min-agreement) is a fraction in [0, 1]"),
+        (("--int8-max-miou-drop", "-0.5"), "--int8-max-miou-drop) is a fraction in [0, 1]"),
+        ((*CALIBRATION, "--calib-limit", "0"), "--calib-limit) must be >= 1 image, got 0"),
+        ((*CALIBRATION, "--calib-limit", "-2"), "--calib-limit) must be >= 1 image, got -2"),
+        ((*CALIBRATION, "--calib-size", "0x5"), "H, W >= 1, got 0x5"),
     ],
 )
-def test_meaningless_gate_is_refused(
-    option: str,
-    value: str,
+def test_meaningless_option_is_refused(
+    options: tuple[str, ...],
     message: str,
     checkpoint: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture,
 ) -> None:
-    err = _refused(checkpoint, tmp_path, capsys, option, value)
+    frames = tmp_path / "frames"  # two calibration images, for the options that read them
+    frames.mkdir()
+    for index in range(2):
+        Image.new("RGB", (40, 30), (60 * index, 90, 200)).save(frames / f"{index}.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    err = _refused(checkpoint, out, capsys, *(o.format(frames=frames) for o in options))
     assert message in err
