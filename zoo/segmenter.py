@@ -330,7 +330,8 @@ class Segmenter:
 
     # ---------------------------------------------------------------- visualisation
     def colorize(self, mask: np.ndarray) -> np.ndarray:
-        """HxW class ids -> HxWx3 uint8 colours of the palette (unknown ids, e.g. 255: black)."""
+        """HxW class ids -> HxWx3 uint8 colours of the palette; ids that are not classes
+        (255, -1, -100, ...): black."""
         return visualize.colorize(mask, self._lut)
 
     def overlay(self, image: ImageInput, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:

@@ -33,9 +33,13 @@ def check_mask(mask: Any) -> np.ndarray:
 
 
 def colorize(mask: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """HxW class ids -> HxWx3 uint8 colours of `lut` (ids beyond it: its last colour)."""
+    """HxW class ids -> HxWx3 uint8 colours of `lut`; ids outside it (negative, e.g. an ignore
+    index of -1 or -100, or past its end): black."""
     mask = check_mask(mask)
-    return lut[np.clip(mask, 0, len(lut) - 1)]
+    inside = (mask >= 0) & (mask < len(lut))
+    colours: np.ndarray = lut[np.where(inside, mask, 0)]
+    colours[~inside] = 0
+    return colours
 
 
 def overlay(
