@@ -442,3 +442,29 @@ def test_card_with_an_impossible_repo_id_is_refused(tmp_path, capsys):
     assert err.startswith("zoo card: error: Repo id must use alphanumeric chars")
     assert "'my org/street model'" in err
     assert not (directory / CARD_NAME).exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--out"], "--out goes only with --all; MODEL_DIR's card is MODEL_DIR/README.md"),
+        (["--models-root"], "--models-root goes only with --all"),
+        (["--out", "--models-root"], "--out and --models-root go only with --all"),
+    ],
+)
+def test_card_options_of_all_are_refused_with_a_model_dir(tmp_path, capsys, options, message):
+    """`zoo card DIR --out cards` wrote DIR/README.md and ignored --out: now refused."""
+    directory = _model_dir(tmp_path, EVAL)
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(directory), *(part for o in options for part in (o, str(tmp_path / "cards")))])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (directory / CARD_NAME).exists() and not (tmp_path / "cards").exists()
+
+
+def test_card_options_of_a_model_dir_are_refused_with_all(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--all", "--out", str(tmp_path / "cards"), "--repo", "my-org/x"])
+    assert exit_info.value.code == 2
+    assert "--repo goes only with MODEL_DIR, not with --all" in capsys.readouterr().err
+    assert not (tmp_path / "cards").exists()

@@ -68,6 +68,11 @@ def list_main(argv: list[str]) -> int:
     return 0
 
 
+def _options(names: list[str]) -> str:
+    """ "--a goes" / "--a and --b go", for a message about options given together."""
+    return f"{' and '.join(names)} {'goes' if len(names) == 1 else 'go'}"
+
+
 def card_main(argv: list[str]) -> int:
     """`zoo card MODEL_DIR` or `zoo card --all [--out model_cards]`."""
     import argparse
@@ -94,23 +99,34 @@ def card_main(argv: list[str]) -> int:
         help="replace a README.md in MODEL_DIR that is not a cpg-zoo card (kept otherwise)",
     )
     parser.add_argument("--all", action="store_true", help="cards of all registry ids")
-    parser.add_argument("--out", default="model_cards", help="output folder for --all")
+    parser.add_argument(
+        "--out",
+        help="with --all: output folder (default model_cards); a MODEL_DIR's card is "
+        "MODEL_DIR/README.md",
+    )
     parser.add_argument(
         "--models-root", help="with --all: folder of model directories named by id (optional)"
     )
     args = parser.parse_args(argv)
     if args.all == (args.model_dir is not None):
         parser.error("give either MODEL_DIR or --all")
+    given = {"--out": args.out, "--models-root": args.models_root}
+    if not args.all and (stray := [name for name, value in given.items() if value is not None]):
+        parser.error(f"{_options(stray)} only with --all; MODEL_DIR's card is MODEL_DIR/README.md")
+    given = {"--repo": args.repo, "--builtin": args.builtin, "--overwrite": args.overwrite}
+    if args.all and (stray := [name for name, value in given.items() if value]):
+        parser.error(f"{_options(stray)} only with MODEL_DIR, not with --all")
     if args.repo and args.builtin:
         parser.error("--repo and --builtin exclude each other: where does the model load from?")
     try:
         if args.all:
             from training.recipes import get_recipe  # a producer: imported by the CLI only
 
+            out = args.out or "model_cards"
             paths = generate_registry_cards(
-                args.out, args.models_root, recipe_of=lambda i: get_recipe(i).to_dict()
+                out, args.models_root, recipe_of=lambda i: get_recipe(i).to_dict()
             )
-            print(f"wrote {len(paths)} cards under {args.out}/")
+            print(f"wrote {len(paths)} cards under {out}/")
         else:
             path = write_card(args.model_dir, args.repo, args.builtin, args.overwrite)
             print(f"wrote {path}")
