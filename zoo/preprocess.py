@@ -214,10 +214,17 @@ def to_rgb(image: ImageInput) -> np.ndarray:
         return pil_to_rgb(image)
     if isinstance(image, np.ndarray):
         return array_to_rgb(image)
-    several = "; several images go in as a list" if isinstance(image, Iterable) else ""
+    if isinstance(image, bytes | bytearray | memoryview):
+        hint = "; for the bytes of an image file pass PIL.Image.open(io.BytesIO(data))"
+    elif isinstance(image, list | tuple):
+        hint = " (this takes one image; Segmenter.predict and predict_proba take a list)"
+    elif isinstance(image, Iterable):
+        hint = "; several images go in as a list"
+    else:
+        hint = ""
     raise TypeError(
         f"unsupported image input {type(image).__name__}; pass a path, a PIL image or an "
-        f"HxWx3 uint8 array{several}"
+        f"HxWx3 uint8 array{hint}"
     )
 
 

@@ -1,0 +1,46 @@
+"""What a wrong kind of image input is told: the message fits what was passed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import zoo
+from zoo.segmenter import Segmenter
+
+BUILT_IN = Path(zoo.__file__).parent / "assets" / "models" / "lraspp_mbv3_synthcity_cpg"
+
+
+@pytest.fixture(scope="module")
+def segmenter() -> Segmenter:
+    return zoo.load(str(BUILT_IN), backend="onnx")
+
+
+def test_a_list_to_a_one_image_method_is_told_it_takes_one(
+    segmenter: Segmenter, tmp_path: Path
+) -> None:
+    path = tmp_path / "a.png"
+    Image.new("RGB", (8, 6)).save(path)
+    for call in (
+        lambda: segmenter.predict_logits([str(path)]),
+        lambda: segmenter.overlay([str(path)], np.zeros((6, 8), np.uint8)),
+    ):
+        with pytest.raises(TypeError) as error:
+            call()
+        message = str(error.value)
+        assert message.startswith("unsupported image input list;")
+        assert "this takes one image; Segmenter.predict and predict_proba take a list" in message
+        assert "several images go in as a list" not in message
+
+
+def test_file_bytes_are_told_how_to_open_them(segmenter: Segmenter, tmp_path: Path) -> None:
+    path = tmp_path / "a.png"
+    Image.new("RGB", (8, 6)).save(path)
+    with pytest.raises(TypeError) as error:
+        segmenter.predict(path.read_bytes())
+    assert "unsupported image input bytes" in str(error.value)
+    assert "PIL.Image.open(io.BytesIO(data))" in str(error.value)
+    assert "several images go in as a list" not in str(error.value)
