@@ -44,3 +44,11 @@ def test_file_bytes_are_told_how_to_open_them(segmenter: Segmenter, tmp_path: Pa
     assert "unsupported image input bytes" in str(error.value)
     assert "PIL.Image.open(io.BytesIO(data))" in str(error.value)
     assert "several images go in as a list" not in str(error.value)
+
+
+def test_a_url_is_named_as_given_and_not_fetched(segmenter: Segmenter) -> None:
+    url = "https://example.com/street.png"
+    with pytest.raises(FileNotFoundError) as error:
+        segmenter.predict(url)
+    expected = f"image file not found: {url}; URLs are not downloaded: fetch the file first"
+    assert str(error.value) == expected

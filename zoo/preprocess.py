@@ -116,6 +116,7 @@ def open_image(
     below the size the model needs, which saves most of the decoding time and memory.
     Errors as `read_image`.
     """
+    name = os.fspath(path)  # as given: Path() would turn "https://host" into "https:/host"
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(
@@ -123,7 +124,8 @@ def open_image(
             "`zoo predict FOLDER`)"
         )
     if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
+        url = "; URLs are not downloaded: fetch the file first" if "://" in name else ""
+        raise FileNotFoundError(f"image file not found: {name}{url}")
     try:
         with Image.open(path) as image:
             width, height = image.size
