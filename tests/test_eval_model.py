@@ -289,3 +289,30 @@ def test_model_eval_refuses_torchrun(
     monkeypatch.setattr(zoo, "load", lambda *a, **k: pytest.fail("evaluated under torchrun"))
     code, _, err = _eval(capsys, str(model_dir), "--data-root", str(data))
     assert code == 2 and "without torchrun" in err
+
+
+def test_min_agreement_evaluates_an_int8_file_below_its_gate(
+    checkpoint: Path, model_dir: Path, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The refusal names --min-agreement, and zoo eval takes it (eval exists to measure such
+    a file); a checkpoint refuses it like the other model-file options."""
+    import shutil
+
+    from zoo.modeldir import record_files
+
+    copy = tmp_path / "m"
+    shutil.copytree(model_dir, copy)
+    shutil.copy(copy / "model.onnx", copy / "model.int8.onnx")
+    record = json.loads((copy / "eval.json").read_text())
+    record["precision_agreement"] = {"onnx/int8": {"argmax_agreement": 0.9736}}
+    (copy / "eval.json").write_text(json.dumps(record))
+    record_files(copy)
+    argv = [str(copy), "--data-root", str(data), "--precision", "int8", "--max-images", "1"]
+    code, _, err = _eval(capsys, *argv)
+    assert code == 2 and "97.36%" in err and "--min-agreement" in err
+    code, out, err = _eval(capsys, *argv, "--min-agreement", "0.97")
+    assert code == 0, err
+    assert "mIoU" in out
+    code, _, err = _eval(capsys, str(checkpoint), "--data-root", str(data),
+                         "--min-agreement", "0.9")  # fmt: skip
+    assert code == 2 and "--min-agreement select a shipped model's file" in err

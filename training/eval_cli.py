@@ -19,7 +19,7 @@ __all__ = ["main"]
 
 PROG = "zoo eval"
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
-MODEL_ONLY = ("backend", "precision", "revision")
+MODEL_ONLY = ("backend", "precision", "revision", "min_agreement")
 
 
 def _boundary_tolerance(text: str) -> int | str:
@@ -69,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--precision", choices=PRECISION_CHOICES, help="a model's file: fp32, int8, ... (auto)"
     )
+    parser.add_argument(
+        "--min-agreement",
+        type=float,
+        help="evaluate a reduced precision whose recorded agreement with fp32 (eval.json) is "
+        "below its gate but at least this fraction, e.g. 0.97 (as zoo predict --min-agreement)",
+    )
     parser.add_argument("--revision", help="Hub branch, tag or commit of a hub model")
     parser.add_argument("--out", default=None, help="write results here (eval.json)")
     parser.add_argument(
@@ -108,7 +114,9 @@ def _check_args(args: argparse.Namespace) -> str | None:
     if _is_checkpoint(args.model):
         if not Path(args.model).is_file():
             return f"checkpoint {args.model} not found"
-        given = [f"--{name}" for name in MODEL_ONLY if getattr(args, name) is not None]
+        given = [
+            "--" + name.replace("_", "-") for name in MODEL_ONLY if getattr(args, name) is not None
+        ]
         if given:
             return (
                 f"{', '.join(given)} select a shipped model's file; {args.model} is a checkpoint "
@@ -165,6 +173,7 @@ def _evaluate_model(args: argparse.Namespace, command: str) -> dict[str, Any]:
         split=args.split,
         backend=args.backend or "auto",
         precision=args.precision or "auto",
+        min_agreement=args.min_agreement,
         device=args.device,
         revision=args.revision,
         mode=args.mode,

@@ -33,6 +33,7 @@ def evaluate_model(
     precision: str = "auto",
     device: str = "auto",
     revision: str | None = None,
+    min_agreement: float | None = None,
     mode: str | None = None,
     tta: TTA | None = None,
     boundary_tolerance: int | str = 3,
@@ -42,7 +43,8 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Evaluate the model `name` (as `zoo.load` takes it) on `split` of the data at
     `data_root`; returns the `eval.json` content (metrics with class names and confusion
-    matrix, the backend / precision / file measured, the test-time augmentation)."""
+    matrix, the backend / precision / file measured, the test-time augmentation).
+    `min_agreement` lowers a reduced precision's gate, as in `zoo.load`."""
     import zoo
     from training.data import open_dataset
 
@@ -53,6 +55,7 @@ def evaluate_model(
         device=device,
         revision=revision,
         precision=precision,
+        min_agreement=min_agreement,
         max_side=None,
         max_pixels=None,
     )
