@@ -79,6 +79,8 @@ def load_calibration_set(
     folder = Path(folder)
     image_dir, found_labels = _split_layout(folder)
     label_dir = Path(label_folder) if label_folder is not None else found_labels
+    if label_folder is not None and not Path(label_folder).is_dir():
+        raise FileNotFoundError(f"{label_folder}: calibration label folder not found")
     paths = find_images(image_dir)
     if label_dir is not None:
         paths = [p for p in paths if label_dir not in p.parents]

@@ -73,3 +73,18 @@ def test_meaningless_option_is_refused(
     out.mkdir()
     err = _refused(checkpoint, out, capsys, *(o.format(frames=frames) for o in options))
     assert message in err
+
+
+def test_missing_calibration_label_folder_is_refused(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A mistyped --calib-labels was ignored: the export ran without measuring any mIoU."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    Image.new("RGB", (40, 30), (60, 90, 200)).save(frames / "0.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    missing = tmp_path / "labelz"
+    options = [o.format(frames=frames) for o in CALIBRATION]
+    err = _refused(checkpoint, out, capsys, *options, "--calib-labels", str(missing))
+    assert f"zoo export: error: {missing}: calibration label folder not found" in err
