@@ -119,6 +119,12 @@ def export_model(
         calibration = load_calibration_set(
             calib_data, size, config.mean, config.std, limit=calib_limit, label_folder=calib_labels
         )
+        if int8 and gates.int8_max_miou_drop is not None and calibration.labels is None:
+            raise ValueError(
+                "the int8 mIoU gate (--int8-max-miou-drop) needs a label for every calibration "
+                f"image, and {calib_data} has none or not all (--calib-labels DIR, or labels/ "
+                "beside images/: a label is the image's relative path as .png)"
+            )
         steps.done("load_calibration_s")
 
     work = new_build_dir(out_dir)

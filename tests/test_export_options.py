@@ -88,3 +88,22 @@ def test_missing_calibration_label_folder_is_refused(
     options = [o.format(frames=frames) for o in CALIBRATION]
     err = _refused(checkpoint, out, capsys, *options, "--calib-labels", str(missing))
     assert f"zoo export: error: {missing}: calibration label folder not found" in err
+
+
+def test_miou_gate_without_labels_is_refused(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """--int8-max-miou-drop with unlabelled calibration images was a gate never applied."""
+    frames, labels = tmp_path / "frames", tmp_path / "labels"
+    for folder in (frames, labels):
+        folder.mkdir()
+    for index in range(2):
+        Image.new("RGB", (40, 30), (60 * index, 90, 200)).save(frames / f"{index}.png")
+    Image.new("L", (40, 30), 1).save(labels / "0.png")  # 1.png has no label
+    out = tmp_path / "out"
+    out.mkdir()
+    options = [o.format(frames=frames) for o in CALIBRATION]
+    gate = ["--calib-labels", str(labels), "--int8-max-miou-drop", "0.05"]
+    gate += ["--max-diff", "1", "--int8-min-agreement", "0"]  # the other gates pass
+    err = _refused(checkpoint, out, capsys, *options, *gate)
+    assert "the int8 mIoU gate (--int8-max-miou-drop) needs a label for every calibration" in err
