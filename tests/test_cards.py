@@ -101,6 +101,27 @@ def test_registry_cards_state_no_metric(model_id):
     assert BIBTEX in card.text and "2404.06704" in card.text
 
 
+def test_the_train_command_of_an_untrained_card_runs(tmp_path, capsys):
+    """The card's `zoo train` command, DATA an empty folder: it gets as far as the dataset
+    check (was: '--data-root is required to train'), and its export reads the run's file."""
+    import shlex
+
+    from training.cli import train_main
+
+    model_id = "lraspp_mbv3_cityscapes_cpg"
+    text = str(registry_card(model_id, planned_recipe(model_id)))
+    train = re.search(r"`(zoo train [^`]+)`", text)
+    export = re.search(r"`(zoo export [^`]+)`", text)
+    assert train and export, "the card gives no train / export command"
+    argv = shlex.split(train.group(1).replace("DATA", str(tmp_path / "data")))[2:]
+    (tmp_path / "data").mkdir()
+    assert train_main([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"expected images under {tmp_path / 'data' / 'leftImg8bit'}" in err, err
+    out = argv[argv.index("--out") + 1]
+    assert shlex.split(export.group(1))[2].startswith(out + "/")
+
+
 def test_model_dir_card_carries_eval_metrics(tmp_path):
     directory = _model_dir(tmp_path, EVAL)
     path = write_card(directory)

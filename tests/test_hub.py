@@ -296,7 +296,7 @@ def test_missing_repo_and_revision_errors(hub, model_dirs, monkeypatch):
         download_model(f"{ORG}/{unpublished}")
     message = str(info.value)
     assert f"{unpublished} is not published at {ORG}/{unpublished} yet" in message
-    assert f"zoo train {unpublished}" in message
+    assert f"zoo train {unpublished} --data-root DATA --out runs/{unpublished}" in message
     with pytest.raises(ModelNotAvailableError, match="not published"):
         zoo.load(unpublished)
     with pytest.raises(ModelNotAvailableError, match=f"no model repo {ORG}/nothing-here"):

@@ -136,7 +136,8 @@ def _not_found_message(repo_id: str, revision: str | None, token: str | bool | N
     if model_id is not None:
         return (
             f"{model_id} is not published at {repo_id} yet: train it with "
-            f"`zoo train {model_id}`, export it with `zoo export`, and push it with "
+            f"`zoo train {model_id} --data-root DATA --out runs/{model_id}`, export it with "
+            f"`zoo export runs/{model_id}/best.pt --out MODEL_DIR`, and push it with "
             f"`zoo push MODEL_DIR --repo {repo_id}`; or pass a local model directory "
             "(set CPG_ZOO_HUB_NAMESPACE if the zoo lives under another organisation)."
         )
