@@ -6,6 +6,7 @@ import argparse
 import json
 import shlex
 import sys
+from typing import TypeVar
 
 from export.onnx_export import HEADS, MAX_OPSET, MIN_OPSET
 from zoo.cli_errors import USER_ERRORS, fail
@@ -20,6 +21,9 @@ from zoo.modelfiles import (
 )
 
 PROG = "zoo export"
+CALIB_LIMIT = 16
+INT8_MIN_AGREEMENT = 0.98
+_T = TypeVar("_T")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -38,6 +42,32 @@ def _shape(text: str) -> tuple[int, int, int, int]:
             f"expected NxCxHxW, e.g. 1x3x193x257, got {text!r}"
         ) from None
     return batch, channels, height, width
+
+
+def _check_needed_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse options that do nothing without another one (argparse exits with code 2)."""
+    needs = {
+        "--calib-data": {
+            "--calib-labels": args.calib_labels,
+            "--calib-size": args.calib_size,
+            "--calib-limit": args.calib_limit,
+        },
+        "--int8": {
+            "--int8-per-tensor": args.int8_per_tensor or None,
+            "--int8-min-agreement": args.int8_min_agreement,
+            "--int8-max-miou-drop": args.int8_max_miou_drop,
+        },
+    }
+    given = {"--calib-data": args.calib_data, "--int8": args.int8 or None}
+    for needed, options in needs.items():
+        stray = [name for name, value in options.items() if value is not None]
+        if stray and given[needed] is None:
+            verb = "goes" if len(stray) == 1 else "go"
+            parser.error(f"{' and '.join(stray)} {verb} only with {needed}, which is not given")
+
+
+def _given(value: _T | None, default: _T) -> _T:
+    return default if value is None else value
 
 
 def _print_progress(message: str) -> None:
@@ -60,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calib-data", help="folder of images for int8 calibration (recursive)")
     parser.add_argument("--calib-labels", help="label folder mirroring --calib-data (for mIoU)")
     parser.add_argument("--calib-size", type=_size, help="HxW calibration size (default: config)")
-    parser.add_argument("--calib-limit", type=int, default=16, help="calibration images used")
+    parser.add_argument(
+        "--calib-limit", type=int, help=f"calibration images used (default {CALIB_LIMIT})"
+    )
     parser.add_argument(
         "--int8-per-tensor",
         action="store_true",
@@ -79,7 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="parity-gate input NxCxHxW (repeatable; default 1x3x256x512 1x3x193x257 2x3x128x160)",
     )
     parser.add_argument("--max-diff", type=float, default=1e-3, help="fp32 max |logit diff|")
-    parser.add_argument("--int8-min-agreement", type=float, default=0.98)
+    parser.add_argument(
+        "--int8-min-agreement",
+        type=float,
+        help=f"fail below this int8/fp32 argmax agreement (default {INT8_MIN_AGREEMENT})",
+    )
     parser.add_argument("--int8-max-miou-drop", type=float, help="fail above this mIoU drop")
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress lines (which step is running)"
@@ -90,14 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run `zoo export`; returns 0 on success, 1 on a failed gate or bad input."""
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_needed_options(parser, args)
     from export.api import export_model
     from export.parity import DEFAULT_SHAPES, ParityError, ParityGates
 
     try:
         gates = ParityGates(
             fp32_max_abs_diff=args.max_diff,
-            int8_min_agreement=args.int8_min_agreement,
+            int8_min_agreement=_given(args.int8_min_agreement, INT8_MIN_AGREEMENT),
             int8_max_miou_drop=args.int8_max_miou_drop,
         )
         out = export_model(
@@ -107,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             calib_data=args.calib_data,
             calib_labels=args.calib_labels,
             calib_size=args.calib_size,
-            calib_limit=args.calib_limit,
+            calib_limit=_given(args.calib_limit, CALIB_LIMIT),
             int8_per_channel=not args.int8_per_tensor,
             fp16=args.fp16,
             head=args.head,
