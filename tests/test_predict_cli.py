@@ -128,6 +128,29 @@ def test_alpha_out_of_range_is_refused_before_writing(
     assert not out.exists()  # no masks written for images then reported as skipped
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--alpha", "0"], "--alpha goes only with --overlay"),
+        (["--overlay-format", "png"], "--overlay-format goes only with --overlay"),
+        (["--alpha", "0.3", "--overlay-format", "png"], "--alpha and --overlay-format go only"),
+    ],
+)
+def test_overlay_options_without_overlay_are_refused(
+    model_dir: Path,
+    images: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    options: list[str],
+    message: str,
+) -> None:
+    """They wrote masks only, as if the option had not been given."""
+    out = tmp_path / "out"
+    code = main([str(images), "--model", str(model_dir), "--out", str(out), *options, "--quiet"])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("below", ["", "sub"])
 def test_out_under_a_file_is_one_error(
     model_dir: Path,

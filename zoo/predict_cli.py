@@ -98,8 +98,12 @@ def _parser() -> argparse.ArgumentParser:
         "(a.jpg, a.png) gets the input's suffix (a_png.png)",
     )
     parser.add_argument("--overlay", action="store_true", help="also write <stem>_overlay")
-    parser.add_argument("--overlay-format", default="jpg", choices=["jpg", "png"])
-    parser.add_argument("--alpha", type=float, default=0.5, help="overlay mask weight, 0-1")
+    parser.add_argument(
+        "--overlay-format", choices=["jpg", "png"], help="with --overlay (default jpg)"
+    )
+    parser.add_argument(
+        "--alpha", type=float, help="with --overlay: the mask's weight, 0-1 (default 0.5)"
+    )
     parser.add_argument("--batch-size", type=int, default=1, help="images per model call")
     parser.add_argument(
         "--max-side",
@@ -153,6 +157,13 @@ def main(argv: list[str] | None = None) -> int:
         return fail(PROG, "--max-side must be >= 0", EXIT_ERROR)
     if args.max_pixels < 0:
         return fail(PROG, "--max-pixels must be >= 0 (0 = no limit)", EXIT_ERROR)
+    given = {"--alpha": args.alpha, "--overlay-format": args.overlay_format}
+    stray = [name for name, value in given.items() if value is not None]
+    if stray and not args.overlay:
+        verb = "goes" if len(stray) == 1 else "go"
+        return fail(PROG, f"{' and '.join(stray)} {verb} only with --overlay", EXIT_ERROR)
+    args.alpha = 0.5 if args.alpha is None else args.alpha
+    args.overlay_format = args.overlay_format or "jpg"
     if not 0.0 <= args.alpha <= 1.0:
         return fail(PROG, f"--alpha must be in [0, 1], got {args.alpha}", EXIT_ERROR)
     out_dir: Path = args.out
