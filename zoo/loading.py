@@ -124,6 +124,12 @@ def resolve_model_dir(
         repo_id, pinned = parse_hub_name(text, revision)
         return _download(repo_id, pinned, backend, precision, label=text)
     path = Path(text).expanduser()
+    local = path.is_dir() or (not path.exists() and text in packaged_models())
+    if local and revision is not None:
+        raise ValueError(
+            f"revision={revision!r} applies to Hub models, and {text!r} is a local model "
+            "(a directory or a built-in model): load it without a revision"
+        )
     if path.is_dir():
         return path
     if path.is_file():
