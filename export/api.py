@@ -80,7 +80,8 @@ def export_model(
     Raises `ParityError` (with figures) if a gate fails, `CheckpointError` / `ValueError`
     for bad inputs; in both cases the previous `out_dir` (or none) is left as it was.
     Other files of a previous `out_dir` are kept, except its model card (README.md, which
-    described the old weights: it is dropped with a warning).
+    described the old weights: it is dropped with a warning); the README.md of a folder that
+    held no model (no config.json) is kept unless it is a cpg-zoo card.
     """
     gates = gates or ParityGates()
     check_opset(opset)

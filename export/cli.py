@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"{ONNX_FP16_NAME}] and the export report in {EVAL_NAME}; {CONFIG_NAME} records the "
         "sha256 of each model file. Parity gates fail the export. An existing model directory "
         f"is replaced whole once every gate passed (its other files kept, its {CARD_NAME} card "
-        "dropped).",
+        "dropped; the README.md of a folder that held no model is kept).",
     )
     parser.add_argument("checkpoint", help="trainer checkpoint (.pt), .safetensors or model dir")
     parser.add_argument("--out", required=True, help="model directory to write")

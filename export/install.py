@@ -8,14 +8,16 @@ import os
 import shutil
 from pathlib import Path
 
+from zoo.cards import is_zoo_card
 from zoo.fileio import default_file_mode
-from zoo.modelfiles import ALL_FILES, CARD_NAME
+from zoo.modelfiles import ALL_FILES, CARD_NAME, CONFIG_NAME
 
 logger = logging.getLogger(__name__)
 
 # Files of the previous directory that a new export does not carry over: its own outputs (a
 # model file it did not write this time belonged to the old weights), the card (it describes
-# the old weights: `zoo card` / `zoo push` write a new one) and temp files of killed writers.
+# the old weights: `zoo card` / `zoo push` write a new one; the README.md of a folder that held
+# no model and is not a cpg-zoo card is kept) and temp files of killed writers.
 NOT_CARRIED = ALL_FILES
 
 
@@ -32,8 +34,13 @@ def carry_over(out_dir: Path, work: Path) -> None:
     into `work`."""
     if not out_dir.is_dir():
         return
+    model_dir = (out_dir / CONFIG_NAME).is_file()
     for path in sorted(out_dir.iterdir()):
-        if path.name in NOT_CARRIED or (path.name.startswith(".") and path.name.endswith(".tmp")):
+        # the README.md of a folder that held no model (say, a project's) is not a card
+        own_readme = path.name == CARD_NAME and not model_dir and path.is_file()
+        own_readme = own_readme and not is_zoo_card(path)
+        temporary = path.name.startswith(".") and path.name.endswith(".tmp")
+        if (path.name in NOT_CARRIED and not own_readme) or temporary:
             if path.name == CARD_NAME:
                 logger.warning(
                     "%s: dropped the model card, it described the previous weights; write one "

@@ -137,3 +137,17 @@ def test_option_that_needs_another_is_refused_without_it(
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_export_into_a_project_folder_keeps_its_readme(checkpoint: Path, tmp_path: Path) -> None:
+    """`zoo export CKPT --out .` in a project deleted the project's README.md as if it were
+    the card of earlier weights."""
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    readme = "# My project\n\nNotes that are not a model card.\n"
+    (project / "README.md").write_text(readme)
+    (project / "src" / "main.py").write_text("print('hi')\n")
+    assert cli_main([str(checkpoint), "--out", str(project), "-q", "--shape", "1x3x32x32"]) == 0
+    assert (project / "README.md").read_text() == readme
+    assert (project / "src" / "main.py").read_text() == "print('hi')\n"
+    assert (project / "config.json").is_file()

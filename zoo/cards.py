@@ -123,7 +123,7 @@ def _present_files(directory: Path) -> list[str]:
     return [n for n in CARD_LISTED_FILES if (directory / n).is_file()]
 
 
-def _is_zoo_card(path: Path) -> bool:
+def is_zoo_card(path: Path) -> bool:
     """Whether the README.md at `path` is a cpg-zoo card (its YAML names the library)."""
     from huggingface_hub.repocard import metadata_load
     from yaml import YAMLError  # huggingface_hub's YAML parser (PyYAML)
@@ -153,7 +153,7 @@ def write_card(
     directory = Path(model_dir)
     config = ModelConfig.load(directory)
     path = directory / CARD_NAME
-    if path.is_file() and not overwrite and not _is_zoo_card(path):
+    if path.is_file() and not overwrite and not is_zoo_card(path):
         raise ValueError(
             f"{path} is not a cpg-zoo card (no 'library_name: {LIBRARY_NAME}' in its YAML "
             "header), so it was kept: move it away, or pass --overwrite to replace it"
