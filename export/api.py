@@ -95,11 +95,7 @@ def export_model(
             f"calib_size (--calib-size) must be HxW with H, W >= 1, got {calib_size[0]}x"
             f"{calib_size[1]}"
         )
-    out_dir = Path(out_dir)
-    if out_dir.is_symlink():  # replace the directory it points to, keep the link
-        out_dir = out_dir.resolve()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NotADirectoryError(f"{out_dir}: exists and is not a directory")
+    out_dir = _check_out_dir(out_dir)
     steps = ExportSteps(progress)
 
     recover_leftovers(out_dir)  # of killed exports into out_dir, before reading it
@@ -188,6 +184,27 @@ def export_model(
         shutil.rmtree(work, ignore_errors=True)
         raise
     return out_dir
+
+
+def _check_out_dir(out_dir: str | Path) -> Path:
+    """`out_dir` (a link: the directory it points to) if a model directory can be put there;
+    else ValueError / NotADirectoryError saying why."""
+    if not str(out_dir):
+        raise ValueError("the output model directory is empty ('')")
+    path = Path(out_dir)
+    if path.is_symlink():  # replace the directory it points to, keep the link
+        path = path.resolve()
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path}: exists and is not a directory")
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise NotADirectoryError(f"{path}: {blocking} is a file, not a folder")
+    if path.resolve() in (Path.cwd(), *Path.cwd().parents):
+        raise ValueError(
+            f"{out_dir} is the current folder (or holds it): the export replaces its output "
+            "folder whole, so give it a folder of its own, e.g. --out models/NAME"
+        )
+    return path
 
 
 def _export_int8(

@@ -151,3 +151,29 @@ def test_export_into_a_project_folder_keeps_its_readme(checkpoint: Path, tmp_pat
     assert (project / "README.md").read_text() == readme
     assert (project / "src" / "main.py").read_text() == "print('hi')\n"
     assert (project / "config.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("", "the output model directory is empty ('')"),
+        ("afile/m", "afile is a file, not a folder"),
+        (".", ". is the current folder (or holds it): the export replaces its output folder"),
+        ("..", ".. is the current folder (or holds it)"),
+    ],
+)
+def test_out_that_cannot_be_a_model_directory_is_refused(
+    out: str,
+    message: str,
+    checkpoint: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "afile").write_text("a file")
+    monkeypatch.chdir(work)
+    assert cli_main([str(checkpoint), "--out", out, "-q"]) == 1
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["afile", "work"]
