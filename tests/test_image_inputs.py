@@ -52,3 +52,18 @@ def test_a_url_is_named_as_given_and_not_fetched(segmenter: Segmenter) -> None:
         segmenter.predict(url)
     expected = f"image file not found: {url}; URLs are not downloaded: fetch the file first"
     assert str(error.value) == expected
+
+
+def test_numpy_integers_are_sizes_and_booleans_are_not(segmenter: Segmenter) -> None:
+    """np.int64 (e.g. from arr.shape arithmetic) was refused as 'not a positive int', and
+    max_side=True ran images at 1 pixel."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    expected = segmenter.predict(image, max_side=16)
+    masks = segmenter.predict([image, image], batch_size=np.int64(2), max_side=np.int64(16))
+    assert all(np.array_equal(mask, expected) for mask in masks)
+    for setting in ({"batch_size": True}, {"max_side": True}):
+        with pytest.raises(ValueError, match="must be a positive int"):
+            segmenter.predict(image, **setting)
+    with pytest.raises(ValueError, match="max_pixels must be a positive int or None, got True"):
+        zoo.load(str(BUILT_IN), backend="onnx", max_pixels=True)

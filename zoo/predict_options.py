@@ -7,6 +7,7 @@ the mode's default (`max_side`: `DEFAULT_MAX_SIDE` for `mode="whole"`, full size
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, Final
 
 DEFAULT_MAX_SIDE: Final = 1024
@@ -30,18 +31,29 @@ def check_mode(mode: str) -> str:
     return mode
 
 
+def _count(value: Any) -> int | None:
+    """`value` as an int if it is an integer (a Python or numpy one, not a bool), else None."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return None
+
+
 def check_batch_size(batch_size: Any) -> int:
     """`batch_size` if it is a positive int, else a ValueError."""
-    if not isinstance(batch_size, int) or batch_size < 1:
+    count = _count(batch_size)
+    if count is None or count < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return batch_size
+    return count
 
 
 def check_max_pixels(max_pixels: Any) -> int | None:
     """The image-size limit in pixels (None, or 0: no limit), or a ValueError."""
-    if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < 0):
+    if max_pixels is None:
+        return None
+    count = _count(max_pixels)
+    if count is None or count < 0:
         raise ValueError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
-    return max_pixels or None
+    return count or None
 
 
 def resolve_max_side(max_side: Any, default: Any, mode: str) -> int | None:
@@ -51,6 +63,9 @@ def resolve_max_side(max_side: Any, default: Any, mode: str) -> int | None:
         max_side = default
     if isinstance(max_side, Auto):
         max_side = DEFAULT_MAX_SIDE if mode == "whole" else None
-    if max_side is not None and (not isinstance(max_side, int) or max_side < 0):
+    if max_side is None:
+        return None
+    count = _count(max_side)
+    if count is None or count < 0:
         raise ValueError(f"max_side must be a positive int or None, got {max_side!r}")
-    return max_side or None
+    return count or None
