@@ -31,6 +31,9 @@ def test_fp16_needs_cuda(tmp_path: Path) -> None:
         pytest.skip("has CUDA")
     with pytest.raises(ValueError, match=r"fp16.*needs a CUDA device"):
         zoo.load(MODEL, backend="torch", precision="fp16", device="cpu")
+    # Not asking for torch: auto found no model.fp16.onnx; the error says what to do instead.
+    with pytest.raises(ValueError, match=r"no model.fp16.onnx .*zoo export --fp16.*'bf16'"):
+        zoo.load(MODEL, precision="fp16", device="cpu")
 
 
 @pytest.mark.cuda

@@ -13,6 +13,7 @@ import numpy as np
 from zoo.devices import check_device
 from zoo.errors import ModelFileError
 from zoo.ingraph import PixelGraphs
+from zoo.modelfiles import ONNX_FP16_NAME
 
 if TYPE_CHECKING:
     from zoo.config import ModelConfig
@@ -51,7 +52,17 @@ class TorchBackend:
         if precision == "int8":
             raise ValueError("precision='int8' is only available with backend='onnx'")
         if precision == "fp16" and not device.startswith("cuda"):
-            raise ValueError("precision='fp16' with backend='torch' needs a CUDA device")
+            onnx_fp16 = Path(weights).parent / ONNX_FP16_NAME
+            instead = (
+                f"backend='onnx' runs its {ONNX_FP16_NAME}"
+                if onnx_fp16.is_file()
+                else f"this model directory has no {ONNX_FP16_NAME} for ONNX Runtime "
+                "(zoo export --fp16 writes one)"
+            )
+            raise ValueError(
+                f"precision='fp16' with torch needs a CUDA device; {instead}; on a CPU "
+                "precision='bf16' or 'fp32' run with torch"
+            )
         self.torch = torch
         dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
         self.dtype = dtypes[precision]
