@@ -178,7 +178,7 @@ def export_model(
         write_text_atomic(work / EVAL_NAME, json.dumps(existing_eval, indent=2) + "\n")
         default_permissions(work)
         carry_over(out_dir, work)
-        steps.start(f"replacing {out_dir}")
+        steps.start(f"{'replacing' if out_dir.exists() else 'writing'} {out_dir}")
         replace_dir(work, out_dir)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

@@ -289,10 +289,12 @@ def test_cli(lraspp_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixt
         "zoo export: ONNX export (opset 18) to model.onnx",
         "zoo export: fp32 parity: shape 1 of 2 (1x3x48x64)",
         "zoo export: fp32 parity: shape 2 of 2 (2x3x32x40)",
-        f"zoo export: replacing {out}",
+        f"zoo export: writing {out}",  # a new directory
     ]
     assert cli_main([*argv, "--quiet"]) == 0
     assert "zoo export:" not in capsys.readouterr().err
+    assert cli_main(argv) == 0
+    assert capsys.readouterr().err.splitlines()[-1] == f"zoo export: replacing {out}"
     report = json.loads((out / EVAL_NAME).read_text())["export"]
     assert report["command"].startswith("zoo export ") and report["outputs"] == ["logits", "probs"]
     (tmp_path / "bad.pt").write_bytes(b"nope")
