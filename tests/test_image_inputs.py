@@ -67,3 +67,23 @@ def test_numpy_integers_are_sizes_and_booleans_are_not(segmenter: Segmenter) -> 
             segmenter.predict(image, **setting)
     with pytest.raises(ValueError, match="max_pixels must be a positive int or None, got True"):
         zoo.load(str(BUILT_IN), backend="onnx", max_pixels=True)
+
+
+def test_a_32_bit_integer_image_is_refused_and_premultiplied_grey_reads(tmp_path: Path) -> None:
+    """An 'I' image (int32 values, range unknown) was divided by 257 as if 16-bit: 0..255
+    came out black. It is refused like an int32 array; an 'La' image reads as its LA form."""
+    from zoo.preprocess import read_image, to_rgb
+
+    values = np.arange(0, 240, 20, dtype=np.int32).reshape(3, 4)
+    with pytest.raises(ValueError, match=r"'I' mode"):
+        to_rgb(Image.fromarray(values))
+    Image.fromarray(values).save(tmp_path / "i32.tif")
+    with pytest.raises(ValueError, match=r"i32\.tif: 32-bit integer \('I' mode\)"):
+        read_image(tmp_path / "i32.tif")
+    sixteen = (values.astype(np.uint16) * 257).astype(np.uint16)
+    Image.fromarray(sixteen).save(tmp_path / "g16.png")  # 16-bit PNG: read, scaled to 8 bits
+    assert np.array_equal(read_image(tmp_path / "g16.png")[..., 0], values.astype(np.uint8))
+
+    grey = np.full((3, 4, 2), (90, 255), np.uint8)
+    premultiplied = Image.fromarray(grey, "LA").convert("La")
+    assert np.array_equal(to_rgb(premultiplied), np.full((3, 4, 3), 90, np.uint8))

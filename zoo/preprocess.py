@@ -26,7 +26,10 @@ IMAGE_EXTENSIONS: Final = frozenset(
 """Image-file suffixes (lower case) of the one list every reader takes: `zoo predict` folders,
 folder datasets and export calibration frames. Pillow decodes each and `read_image` turns
 every mode (palette, grey, 16-bit, alpha) into RGB."""
-_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
+# Formats that hold at most 16 bits a channel: their "I" images (older Pillow opens 16-bit
+# PNG / PGM so) are 16-bit; any other "I" image is 32-bit with no known range.
+_SIXTEEN_BIT_FORMATS = {"PNG", "PPM"}
 # EXIF orientations that swap width and height (the readers apply the orientation)
 TRANSPOSING_ORIENTATIONS: Final = frozenset({5, 6, 7, 8})
 
@@ -169,8 +172,16 @@ def decode(
 def pil_to_rgb(image: Image.Image) -> np.ndarray:
     """A PIL image of any mode -> RGB uint8 HxWx3: EXIF rotation applied, alpha dropped,
     grayscale/palette expanded, 16-bit scaled to 8-bit."""
+    file_format = image.format
     image = ImageOps.exif_transpose(image)
-    if image.mode in _SIXTEEN_BIT_MODES:
+    if image.mode == "I" and file_format not in _SIXTEEN_BIT_FORMATS:
+        raise ValueError(
+            "32-bit integer ('I' mode) images have no known value range; convert to 8-bit "
+            "('L' or 'RGB') or 16-bit ('I;16') first"
+        )
+    if image.mode == "La":  # premultiplied alpha: PIL converts it to RGB only via LA
+        image = image.convert("LA")
+    if image.mode in _SIXTEEN_BIT_MODES or image.mode == "I":
         data = np.asarray(image).astype(np.float32)
         data = np.clip(np.rint(data / 257.0), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(data[..., None], 3, axis=2))
