@@ -43,7 +43,15 @@ from export.steps import ExportSteps, Progress
 from zoo.config import ModelConfig
 from zoo.fileio import file_sha256, read_json_object, write_text_atomic
 from zoo.modeldir import new_build_dir, record_files, recover_leftovers, replace_dir
-from zoo.modelfiles import EVAL_NAME, ONNX_FP16_NAME, ONNX_INT8_NAME, ONNX_NAME, WEIGHTS_NAME
+from zoo.modelfiles import (
+    CARD_NAME,
+    CONFIG_NAME,
+    EVAL_NAME,
+    ONNX_FP16_NAME,
+    ONNX_INT8_NAME,
+    ONNX_NAME,
+    WEIGHTS_NAME,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +212,24 @@ def _check_out_dir(out_dir: str | Path) -> Path:
             f"{out_dir} is the current folder (or holds it): the export replaces its output "
             "folder whole, so give it a folder of its own, e.g. --out models/NAME"
         )
+    config = path / CONFIG_NAME
+    if config.is_file() and not _is_model_config(config):
+        raise ValueError(
+            f"{config} is not a cpg-zoo model config, and the export would replace it (and "
+            f"{EVAL_NAME}, {CARD_NAME}); give the model a folder of its own, e.g. --out "
+            "models/NAME"
+        )
     return path
+
+
+def _is_model_config(path: Path) -> bool:
+    """Whether `path` holds a model directory's config: a JSON object naming arch and classes
+    (loosely, so that an export replaces one of an older version)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and {"arch", "classes"} <= data.keys()
 
 
 def _export_int8(

@@ -177,3 +177,22 @@ def test_out_that_cannot_be_a_model_directory_is_refused(
     assert cli_main([str(checkpoint), "--out", out, "-q"]) == 1
     assert message in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["afile", "work"]
+
+
+def test_export_over_another_tools_config_is_refused(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A folder whose config.json is not a model config (another tool's) is not replaced;
+    a model directory of ours (here one exported before) is."""
+    folder = tmp_path / "tool"
+    folder.mkdir()
+    theirs = '{"learning_rate": 0.1, "layers": 4}\n'
+    (folder / "config.json").write_text(theirs)
+    argv = [str(checkpoint), "--out", str(folder), "-q", "--shape", "1x3x32x32"]
+    assert cli_main(argv) == 1
+    assert "config.json is not a cpg-zoo model config" in capsys.readouterr().err
+    assert (folder / "config.json").read_text() == theirs
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json"]
+    (folder / "config.json").unlink()
+    assert cli_main(argv) == 0
+    assert cli_main(argv) == 0  # our own model directory: replaced
