@@ -65,8 +65,8 @@ def prepare(
     """A model directory for `arch` in `work`, exported once from `checkpoint` (a checkpoint or
     a model directory; None: random BN-calibrated weights) with fp32 + int8 calibrated on
     `frames`; the export also measures the accuracy-gate figures into eval.json."""
-    from synthetic import random_checkpoint  # bench/synthetic.py, a sibling of this script
-
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as bench/inference.py
+    from bench.synthetic import random_checkpoint
     from export import ParityGates, export_model
 
     model_dir = work / arch

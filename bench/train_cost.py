@@ -21,14 +21,17 @@ from __future__ import annotations
 import argparse
 import functools
 import statistics
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import torchvision
-from flops import forward_flops
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.flops import forward_flops
 from training.losses import SegmentationObjective
 from training.recipes import Recipe, get_recipe, list_recipes
 from zoo.archs import get_architecture
