@@ -10,9 +10,20 @@ import pytest
 
 import zoo
 from tests.helpers_modeldir import shared_model_dir
+from tests.helpers_tmp import numbered_temp_root, remove_finished_runs
 from zoo.segmenter import Segmenter
 
 SMALL_MODEL_CLASSES = 4
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Before anything is written: delete earlier runs' kept temporary folders
+    (`tests.helpers_tmp`); the xdist controller does it, not each worker."""
+    if hasattr(session.config, "workerinput"):
+        return
+    root = numbered_temp_root()
+    if root is not None:
+        remove_finished_runs(root)
 
 
 @pytest.fixture(scope="session")
