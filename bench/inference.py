@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -178,19 +177,12 @@ def measure(model_dir: Path, size: tuple[int, int], args: argparse.Namespace) ->
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     from zoo.backend_openvino import openvino_capabilities
+    from zoo.devices import cpu_name
 
     return {
         "nproc": os.cpu_count(),
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "openvino_capabilities": openvino_capabilities(),
         "load_avg_1m": round(os.getloadavg()[0], 1),
     }

@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 sys.path.insert(0, str(ROOT))
 
+from zoo.devices import cpu_name  # noqa: E402
+
 
 def rss_mib(pid: int) -> float:
     """Resident memory of process `pid` in MiB."""
@@ -38,13 +40,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 class Sampler(threading.Thread):
@@ -175,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     total = args.clients * args.requests
     print(f"## Demo load test ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)\n")
     print(f"- command: `python bench/load_app.py {' '.join(argv or sys.argv[1:])}`".rstrip())
-    print(f"- machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}, {platform.platform()}")
+    print(f"- machine: {os.cpu_count()} CPUs (nproc), {cpu_name()}, {platform.platform()}")
     print(
         f"- 1-minute load average: {load_before:.1f} before, {os.getloadavg()[0]:.1f} after "
         "(clients and server share the machine)"

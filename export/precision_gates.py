@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import shlex
 import sys
 from pathlib import Path
@@ -31,6 +30,7 @@ from zoo.backend_openvino import openvino_capabilities
 from zoo.backends import BACKENDS
 from zoo.cli_errors import int_in
 from zoo.config import ModelConfig
+from zoo.devices import cpu_name
 from zoo.fileio import read_json_object, write_text_atomic
 from zoo.modelfiles import EVAL_NAME
 from zoo.selection import AGREEMENT_KEY, GATES
@@ -152,7 +152,7 @@ def agreement_record(
         "frames_dir": str(frames),
         "command": command,
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "versions": versions,
     }
 
@@ -172,16 +172,6 @@ def record_agreement(
         data[AGREEMENT_KEY]["frames_source"] = frames_source
     write_text_atomic(eval_path, json.dumps(data, indent=2) + "\n")
     return eval_path
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

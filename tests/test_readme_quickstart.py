@@ -3,7 +3,6 @@ README and the code cannot drift apart."""
 
 from __future__ import annotations
 
-import re
 import shlex
 import subprocess
 import sys
@@ -11,19 +10,10 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+from bench.quickstart import quickstart_commands
+
 # The sizes the README uses -> the sizes this test runs (each must occur in the block).
 TINY = {"--train 64": "--train 4", "--val 16": "--val 2", "iterations=100": "iterations=2"}
-
-
-def quickstart_commands() -> list[str]:
-    """The commands of the first bash block of README's "Quick start" section."""
-    section = README.read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    match = re.search(r"```bash\n(.*?)```", section, re.S)
-    assert match, "README's Quick start has no bash block"
-    block = match.group(1).replace("\\\n", " ")
-    lines = [line.split("  #", 1)[0].strip() for line in block.splitlines()]
-    return [line for line in lines if line and not line.startswith("#")]
 
 
 @pytest.mark.slow
