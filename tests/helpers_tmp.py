@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 NUMBERED = re.compile(r"pytest-\d+")
@@ -43,12 +44,27 @@ def _running(folder: Path) -> bool:
     return True
 
 
-def remove_finished_runs(root: Path) -> list[str]:
-    """Delete the numbered base folders in `root` whose runs have ended; their names."""
+def _recently_used(folder: Path, seconds: float) -> bool:
+    """Whether `folder` or a folder in it changed in the last `seconds`: a run without a lock
+    (another project's, with retention "none") is still making test folders there."""
+    newest = 0.0
+    for path in (folder, *folder.iterdir()):
+        try:
+            newest = max(newest, path.stat().st_mtime)
+        except OSError:
+            continue
+    return newest > time.time() - seconds
+
+
+def remove_finished_runs(root: Path, idle_seconds: float = 1800) -> list[str]:
+    """Delete the numbered base folders in `root` whose runs have ended (no live lock, nothing
+    new for `idle_seconds`); their names."""
     removed = []
     for folder in sorted(root.iterdir()):
         numbered = NUMBERED.fullmatch(folder.name) and folder.is_dir()
         if numbered and not folder.is_symlink() and not _running(folder):
+            if _recently_used(folder, idle_seconds):
+                continue
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder.name)
     return removed

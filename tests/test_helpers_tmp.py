@@ -1,10 +1,12 @@
-"""Earlier runs' temporary folders are deleted before a run; a running one's stays."""
+"""Earlier runs' temporary folders are deleted before a run; a running one's stays (a live
+lock, or without a lock: new folders in the last minutes)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.helpers_tmp import remove_finished_runs
@@ -26,7 +28,13 @@ def test_only_finished_runs_are_removed(tmp_path: Path) -> None:
         if pid is not None:
             (tmp_path / name / ".lock").write_text(pid)
     (tmp_path / "pytest-current").symlink_to(tmp_path / "pytest-9")
-    removed = remove_finished_runs(tmp_path)
+    hour_ago = time.time() - 3600
+    for name in folders:  # made an hour ago
+        for path in (tmp_path / name, *(tmp_path / name).iterdir()):
+            os.utime(path, (hour_ago, hour_ago))
+    (tmp_path / "pytest-11" / "popen-gw0" / "test_x0").mkdir(parents=True)  # no lock, busy
+    removed = remove_finished_runs(tmp_path, idle_seconds=600)
     assert sorted(removed) == ["pytest-10", "pytest-7", "pytest-8"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["other", "pytest-9", "pytest-current"]
+    left = ["other", "pytest-11", "pytest-9", "pytest-current"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == left
     assert (tmp_path / "pytest-9" / "t0" / "big.bin").is_file()
