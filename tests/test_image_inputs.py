@@ -87,3 +87,23 @@ def test_a_32_bit_integer_image_is_refused_and_premultiplied_grey_reads(tmp_path
     grey = np.full((3, 4, 2), (90, 255), np.uint8)
     premultiplied = Image.fromarray(grey, "LA").convert("La")
     assert np.array_equal(to_rgb(premultiplied), np.full((3, 4, 3), 90, np.uint8))
+
+
+def test_channel_first_arrays_and_tensors_are_told_how_to_pass() -> None:
+    """A CxHxW array or a torch tensor (what a data loader yields) is told the conversion, and
+    the conversion given works: the same mask as the HxWxC image."""
+    import torch
+
+    from zoo.preprocess import to_rgb
+
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    channel_first = rgb.transpose(2, 0, 1)
+    with pytest.raises(ValueError, match=r"channel-first CxHxW array goes in as") as info:
+        to_rgb(channel_first)
+    assert "array.transpose(1, 2, 0)" in str(info.value)
+    assert np.array_equal(to_rgb(channel_first.transpose(1, 2, 0)), rgb)
+    tensor = torch.from_numpy(channel_first.astype(np.float32) / 255)
+    with pytest.raises(TypeError, match=r"torch tensor CxHxW in \[0, 1\] goes in as") as info:
+        to_rgb(tensor)
+    hinted = str(info.value).split("goes in as ", 1)[1]  # the expression, run as written
+    assert np.array_equal(to_rgb(eval(hinted, {"t": tensor})), rgb)

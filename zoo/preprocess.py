@@ -208,9 +208,13 @@ def array_to_rgb(array: np.ndarray) -> np.ndarray:
     if array.ndim == 2:
         array = array[..., None]
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4) or min(array.shape[:2]) < 1:
-        batch = "; a batch of images goes in as a list: list(batch)" if array.ndim == 4 else ""
+        hint = ""
+        if array.ndim == 4:
+            hint = "; a batch of images goes in as a list: list(batch)"
+        elif array.ndim == 3 and array.shape[0] in (1, 3, 4):
+            hint = "; a channel-first CxHxW array goes in as array.transpose(1, 2, 0)"
         raise ValueError(
-            f"image array must have shape HxW, HxWx1, HxWx3 or HxWx4, got {array.shape}{batch}"
+            f"image array must have shape HxW, HxWx1, HxWx3 or HxWx4, got {array.shape}{hint}"
         )
     if array.shape[2] == 1:
         array = np.repeat(array, 3, axis=2)
@@ -231,6 +235,11 @@ def to_rgb(image: ImageInput) -> np.ndarray:
         hint = "; for the bytes of an image file pass PIL.Image.open(io.BytesIO(data))"
     elif isinstance(image, list | tuple):
         hint = " (this takes one image; Segmenter.predict and predict_proba take a list)"
+    elif type(image).__module__.startswith("torch"):  # a CxHxW tensor, say, from a loader
+        hint = (
+            "; a torch tensor CxHxW in [0, 1] goes in as "
+            "(t * 255).round().byte().permute(1, 2, 0).cpu().numpy()"
+        )
     elif isinstance(image, Iterable):
         hint = "; several images go in as a list"
     else:
