@@ -18,7 +18,7 @@ import numpy as np
 
 from export.checkpoint import build_for_export, load_checkpoint, save_weights, verify_weights
 from export.fp16 import convert_fp16
-from export.images import CalibrationSet, load_calibration_set
+from export.images import CALIB_LIMIT, CalibrationSet, load_calibration_set
 from export.install import NOT_CARRIED, carry_over, default_permissions
 from export.onnx_check import check_onnx_file
 from export.onnx_export import Head, check_opset, export_onnx
@@ -66,7 +66,7 @@ def export_model(
     calib_data: str | Path | None = None,
     calib_labels: str | Path | None = None,
     calib_size: tuple[int, int] | None = None,
-    calib_limit: int = 16,
+    calib_limit: int = CALIB_LIMIT,
     int8_per_channel: bool = True,
     fp16: bool = False,
     head: Head = "logits",

@@ -8,8 +8,10 @@ import shlex
 import sys
 from typing import TypeVar
 
+from export.images import CALIB_LIMIT
 from export.onnx_export import HEADS, MAX_OPSET, MIN_OPSET
-from zoo.cli_errors import USER_ERRORS, fail
+from export.parity import INT8_MIN_AGREEMENT
+from zoo.cli_errors import USER_ERRORS, fail, only_with
 from zoo.modelfiles import (
     CARD_NAME,
     CONFIG_NAME,
@@ -21,8 +23,6 @@ from zoo.modelfiles import (
 )
 
 PROG = "zoo export"
-CALIB_LIMIT = 16
-INT8_MIN_AGREEMENT = 0.98
 _T = TypeVar("_T")
 
 
@@ -47,23 +47,21 @@ def _shape(text: str) -> tuple[int, int, int, int]:
 def _check_needed_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse options that do nothing without another one (argparse exits with code 2)."""
     needs = {
-        "--calib-data": {
+        "--calib-data": (args.calib_data, {
             "--calib-labels": args.calib_labels,
             "--calib-size": args.calib_size,
             "--calib-limit": args.calib_limit,
-        },
-        "--int8": {
-            "--int8-per-tensor": args.int8_per_tensor or None,
+        }),
+        "--int8": (args.int8, {
+            "--int8-per-tensor": args.int8_per_tensor,
             "--int8-min-agreement": args.int8_min_agreement,
             "--int8-max-miou-drop": args.int8_max_miou_drop,
-        },
-    }
-    given = {"--calib-data": args.calib_data, "--int8": args.int8 or None}
-    for needed, options in needs.items():
-        stray = [name for name, value in options.items() if value is not None]
-        if stray and given[needed] is None:
-            verb = "goes" if len(stray) == 1 else "go"
-            parser.error(f"{' and '.join(stray)} {verb} only with {needed}, which is not given")
+        }),
+    }  # fmt: skip
+    for needed, (given, options) in needs.items():
+        problem = only_with(f"{needed}, which is not given", options)
+        if problem and not given:
+            parser.error(problem)
 
 
 def _given(value: _T | None, default: _T) -> _T:

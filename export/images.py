@@ -15,6 +15,8 @@ from PIL import Image
 
 from zoo.preprocess import IMAGE_EXTENSIONS, is_image_file, normalize, read_image, resize_rgb
 
+CALIB_LIMIT = 16  # calibration images an export uses unless told (--calib-limit)
+
 IMAGE_DIRS = ("images", "image", "img", "leftImg8bit")
 LABEL_DIRS = ("labels", "label", "masks", "gtFine", "annotations")
 
@@ -66,7 +68,7 @@ def load_calibration_set(
     mean: Sequence[float],
     std: Sequence[float],
     *,
-    limit: int = 16,
+    limit: int = CALIB_LIMIT,
     label_folder: str | Path | None = None,
 ) -> CalibrationSet:
     """Up to `limit` images from `folder` resized to `size` (H, W; None: the first image's

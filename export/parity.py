@@ -26,6 +26,8 @@ DEFAULT_SHAPES: tuple[tuple[int, int, int, int], ...] = (
     (2, 3, 128, 160),
 )
 
+INT8_MIN_AGREEMENT = 0.98  # the int8 gate unless told (--int8-min-agreement)
+
 
 class ParityError(RuntimeError):
     """An exported model disagrees with its reference beyond the gate; `.figures` has why."""
@@ -43,7 +45,7 @@ class ParityGates:
     # over pixels whose torch top-2 logit margin exceeds 2 * fp32_max_abs_diff: elsewhere a
     # within-tolerance difference may legitimately flip the argmax (the raw figure is reported)
     fp32_min_agreement: float = 0.9999
-    int8_min_agreement: float = 0.98
+    int8_min_agreement: float = INT8_MIN_AGREEMENT
     # count int8 agreement only where the fp32 top-2 margin exceeds this (0: every pixel)
     int8_margin: float = 0.0
     int8_max_miou_drop: float | None = None  # absolute mIoU drop (0..1); None: report only

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from export.images import CalibrationSet, load_calibration_set
+from export.images import CALIB_LIMIT, CalibrationSet, load_calibration_set
 from export.parity import mean_iou
 from zoo.backend_openvino import openvino_capabilities
 from zoo.backends import BACKENDS
@@ -76,7 +76,7 @@ def load_ungated(
 def measure_agreement(
     model_dir: str | Path,
     frames: str | Path,
-    limit: int = 16,
+    limit: int = CALIB_LIMIT,
     num_threads: int | None = None,
     size: tuple[int, int] | None = None,
     label_folder: str | Path | None = None,

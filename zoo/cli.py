@@ -6,7 +6,7 @@ import importlib
 import importlib.util
 import sys
 
-from zoo.cli_errors import USER_ERRORS, fail, reader_left
+from zoo.cli_errors import USER_ERRORS, fail, only_with, reader_left
 
 # subcommand -> ("module:function taking argv", one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -68,11 +68,6 @@ def list_main(argv: list[str]) -> int:
     return 0
 
 
-def _options(names: list[str]) -> str:
-    """ "--a goes" / "--a and --b go", for a message about options given together."""
-    return f"{' and '.join(names)} {'goes' if len(names) == 1 else 'go'}"
-
-
 def card_main(argv: list[str]) -> int:
     """`zoo card MODEL_DIR` or `zoo card --all [--out model_cards]`."""
     import argparse
@@ -110,12 +105,17 @@ def card_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.all == (args.model_dir is not None):
         parser.error("give either MODEL_DIR or --all")
-    given = {"--out": args.out, "--models-root": args.models_root}
-    if not args.all and (stray := [name for name, value in given.items() if value is not None]):
-        parser.error(f"{_options(stray)} only with --all; MODEL_DIR's card is MODEL_DIR/README.md")
-    given = {"--repo": args.repo, "--builtin": args.builtin, "--overwrite": args.overwrite}
-    if args.all and (stray := [name for name, value in given.items() if value]):
-        parser.error(f"{_options(stray)} only with MODEL_DIR, not with --all")
+    all_only = only_with(
+        "--all; MODEL_DIR's card is MODEL_DIR/README.md",
+        {"--out": args.out, "--models-root": args.models_root},
+    )
+    dir_only = only_with(
+        "MODEL_DIR, not with --all",
+        {"--repo": args.repo, "--builtin": args.builtin, "--overwrite": args.overwrite},
+    )
+    problem = dir_only if args.all else all_only
+    if problem:
+        parser.error(problem)
     if args.repo and args.builtin:
         parser.error("--repo and --builtin exclude each other: where does the model load from?")
     try:

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from zoo.errors import ModelNotAvailableError
 
@@ -65,3 +66,12 @@ def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def only_with(needed: str, options: dict[str, Any]) -> str | None:
+    """ "--a and --b go only with NEEDED" for the options of `options` (flag: value) that were
+    given (neither None nor False), or None when none was."""
+    given = [name for name, value in options.items() if value is not None and value is not False]
+    if not given:
+        return None
+    return f"{' and '.join(given)} {'goes' if len(given) == 1 else 'go'} only with {needed}"

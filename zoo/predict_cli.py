@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from zoo.availability import DEFAULT_MODEL
 from zoo.backends import BACKEND_CHOICES, PRECISION_CHOICES
-from zoo.cli_errors import USER_ERRORS, error_line, fail
+from zoo.cli_errors import USER_ERRORS, error_line, fail, only_with
 from zoo.errors import BatchPredictionError
 from zoo.fileio import write_bytes_atomic
 from zoo.predict_inputs import Job, collect_inputs
@@ -157,11 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         return fail(PROG, "--max-side must be >= 0", EXIT_ERROR)
     if args.max_pixels < 0:
         return fail(PROG, "--max-pixels must be >= 0 (0 = no limit)", EXIT_ERROR)
-    given = {"--alpha": args.alpha, "--overlay-format": args.overlay_format}
-    stray = [name for name, value in given.items() if value is not None]
+    stray = only_with("--overlay", {"--alpha": args.alpha, "--overlay-format": args.overlay_format})
     if stray and not args.overlay:
-        verb = "goes" if len(stray) == 1 else "go"
-        return fail(PROG, f"{' and '.join(stray)} {verb} only with --overlay", EXIT_ERROR)
+        return fail(PROG, stray, EXIT_ERROR)
     args.alpha = 0.5 if args.alpha is None else args.alpha
     args.overlay_format = args.overlay_format or "jpg"
     if not 0.0 <= args.alpha <= 1.0:
